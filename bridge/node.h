@@ -1,0 +1,51 @@
+/*
+ * The daemon's node: links, imports, exports and the control socket on one
+ * event loop. Internal to bridge/.
+ */
+#ifndef VB_NODE_H
+#define VB_NODE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "bridge/config.h"
+#include "bridge/wire.h"
+#include "transport/transport.h"
+
+struct vb_loop;
+struct link;
+struct import;
+struct export;
+struct control;
+struct jw;
+
+#define NODE_MAX_LINKS 64
+
+struct node {
+	struct vb_loop *loop;
+	const struct vb_config *cfg;
+	uint64_t epoch;
+	uint64_t started_ns;
+	struct transport_params tp;
+	struct transport_listener *listeners[VB_MAX_LISTEN];
+	unsigned nlisteners;
+	struct link *links[NODE_MAX_LINKS];
+	struct import *imports[VB_MAX_IMPORTS];
+	unsigned nimports;
+	struct export *exports[VB_MAX_EXPORTS];
+	unsigned nexports;
+	struct control *ctl;
+};
+
+int node_init(struct node *n, struct vb_loop *loop, const struct vb_config *cfg);
+void node_fini(struct node *n);
+/* Registers/unregisters a link in n->links (for status). */
+int node_add_link(struct node *n, struct link *l);
+void node_del_link(struct node *n, struct link *l);
+/* The outgoing link to uri, shared by every import from that node. */
+struct link *node_link_for(struct node *n, const char *uri);
+/* An ATTACH for an export arrived on an accepted link. */
+void node_attach(struct node *n, struct link *l, uint32_t chan, const char *name);
+void node_status_json(struct node *n, struct jw *w);
+
+#endif

@@ -1,0 +1,88 @@
+/*
+ * The one interface the bridge sees for links between nodes.
+ *
+ * A transport carries whole bridge messages. Every message starts with its
+ * total length as a little-endian u32 (the bridge wire header, docs/protocol.md);
+ * stream transports use that prefix for framing and drop the link when it is
+ * below TRANSPORT_MIN_MSG or above the configured maximum, before allocating
+ * anything. Schemes: tcp://HOST:PORT (tls:// and tsn:// come later).
+ */
+#ifndef VB_TRANSPORT_H
+#define VB_TRANSPORT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+struct vb_loop;
+struct transport;
+struct transport_listener;
+
+#define TRANSPORT_MIN_MSG 12u
+
+enum transport_state {
+	TRANSPORT_UP,   /* connected; messages may be sent */
+	TRANSPORT_DOWN, /* lost or failed; the owner must call transport_close() */
+};
+
+struct transport_upcalls {
+	/* One whole message; buf is valid only during the call. */
+	void (*on_message)(struct transport *t, const uint8_t *buf, size_t len, void *arg);
+	/* Connection established, or lost (reason says why). */
+	void (*on_state)(struct transport *t, enum transport_state st, const char *reason,
+	                 void *arg);
+	/* Queued output fell below the high-water mark again. */
+	void (*on_writable)(struct transport *t, void *arg);
+};
+
+struct transport_params {
+	size_t max_msg;       /* largest message accepted either way */
+	size_t tx_high_water; /* transport_writable() is false above this */
+};
+
+struct transport_stats {
+	uint64_t tx_msgs, rx_msgs;
+	uint64_t tx_bytes, rx_bytes;
+	size_t tx_queued; /* bytes accepted by transport_send() but not yet sent */
+};
+
+/* Starts an outgoing connection; upcalls report UP or DOWN later. 0 or -errno. */
+int transport_connect(struct vb_loop *loop, const char *uri, const struct transport_params *p,
+                      const struct transport_upcalls *up, void *arg, struct transport **out);
+
+/*
+ * Accepted links start without upcalls; the callback must call transport_set_upcalls()
+ * (or transport_close()). An accepted link is already UP: no UP upcall follows.
+ */
+typedef void (*transport_accept_cb)(struct transport *t, void *arg);
+int transport_listen(struct vb_loop *loop, const char *uri, const struct transport_params *p,
+                     transport_accept_cb cb, void *arg, struct transport_listener **out);
+void transport_listener_free(struct transport_listener *l);
+/* The bound address (useful with port 0), e.g. "tcp://127.0.0.1:7800". */
+const char *transport_listener_uri(const struct transport_listener *l);
+
+void transport_set_upcalls(struct transport *t, const struct transport_upcalls *up, void *arg);
+
+/*
+ * Queues one whole message given as an iovec (its first 4 bytes are the
+ * length prefix, equal to the iovec total). 0, -EMSGSIZE (over max_msg),
+ * -ENOBUFS (far over the high-water mark: the caller ignored backpressure),
+ * -ENOTCONN.
+ */
+int transport_send(struct transport *t, const struct iovec *iov, int iovcnt);
+/* Nonzero while queued output is under the high-water mark. */
+int transport_writable(const struct transport *t);
+/*
+ * Stop (1) or resume (0) delivering incoming messages. While paused nothing is
+ * read from the peer, so its close is seen after resuming, once the messages
+ * sent before it were delivered.
+ */
+void transport_pause_rx(struct transport *t, int pause);
+/* Closes and frees; no upcall runs afterwards. Safe from inside an upcall. NULL is a no-op. */
+void transport_close(struct transport *t);
+
+const char *transport_kind(const struct transport *t); /* "tcp" */
+const char *transport_peer(const struct transport *t); /* "tcp://10.0.0.1:7800" */
+void transport_get_stats(const struct transport *t, struct transport_stats *st);
+
+#endif
