@@ -866,8 +866,8 @@ static int read_file(const char *path, char **out, size_t *len, char *err, size_
 
 static int config_load_file(struct vb_config *c, const char *path, char *err, size_t errlen)
 {
-	char *text;
-	size_t len;
+	char *text = NULL;
+	size_t len = 0;
 	int rc;
 
 	if (strlen(path) >= sizeof(c->file)) {
@@ -999,11 +999,17 @@ int config_parse_args(struct vb_config *c, int argc, char **argv, char *err, siz
 
 /* Final checks ----------------------------------------------------------------------------- */
 
+/* Through a local buffer: out and dir are fields of the same struct. */
 static int join_path(char *out, const char *dir, const char *name, const char *suffix)
 {
-	int n = snprintf(out, VB_PATH_MAX, "%s/%s%s", dir, name, suffix);
+	char buf[VB_PATH_MAX];
+	int n = snprintf(buf, sizeof(buf), "%s/%s%s", dir, name, suffix);
 
-	return n > 0 && n < VB_PATH_MAX ? 0 : -ENAMETOOLONG;
+	if (n <= 0 || n >= VB_PATH_MAX) {
+		return -ENAMETOOLONG;
+	}
+	memcpy(out, buf, (size_t)n + 1);
+	return 0;
 }
 
 static int finish_node(struct vb_config *c, char *err, size_t errlen)

@@ -79,7 +79,8 @@ int config_parse_ini(struct vb_config *c, const char *text, size_t len, const ch
 
 /*
  * Parses argv (defaults, then -f FILE if given, then the other options in
- * order). 0, 1 if --help/--version was printed, or -EINVAL with err.
+ * order). c must already hold config_defaults(). 0, 1 if --help/--version
+ * was printed, or -EINVAL with err.
  */
 int config_parse_args(struct vb_config *c, int argc, char **argv, char *err, size_t errlen);
 

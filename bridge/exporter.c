@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -99,6 +100,7 @@ struct xsess {
 	size_t pend_bytes;
 	bool rx_paused;
 	uint64_t ack;
+	uint64_t session; /* sent in ATTACH_OK: nonzero, random (protocol.md 7.1) */
 	uint64_t orphaned;
 	struct xq q[EX_MAX_QUEUES];
 };
@@ -821,6 +823,17 @@ static struct xsess *xsess_new(struct export *ex, struct link *l, uint32_t chan)
 	return s;
 }
 
+/* Random, not a counter: ids must not repeat across exporter restarts (protocol.md 7.1). */
+static int xsess_draw_session(uint64_t *id)
+{
+	ssize_t n;
+
+	do {
+		n = getrandom(id, sizeof(*id), 0);
+	} while ((n < 0 && errno == EINTR) || (n == sizeof(*id) && *id == 0));
+	return n == sizeof(*id) ? 0 : -EIO;
+}
+
 void export_attach(struct export *ex, struct link *l, uint32_t chan)
 {
 	struct wire_msg m = {.type = WIRE_ATTACH_OK, .chan = chan};
@@ -837,6 +850,12 @@ void export_attach(struct export *ex, struct link *l, uint32_t chan)
 	s = xsess_new(ex, l, chan);
 	if (!s) {
 		link_send_error(l, chan, WIRE_E_LIMIT, "export %s: out of memory", ex->cfg->name);
+		return;
+	}
+	if (xsess_draw_session(&s->session) < 0) {
+		log_warn("export %s: getrandom", ex->cfg->name);
+		link_send_error(l, chan, WIRE_E_DEVICE, "export %s: no session id", ex->cfg->name);
+		xsess_free(s);
 		return;
 	}
 	if (xsess_open_backend(s, err, sizeof(err)) < 0 || (rc = xsess_alloc_mem(s)) < 0) {
@@ -862,6 +881,7 @@ void export_attach(struct export *ex, struct link *l, uint32_t chan)
 	m.u.attach_ok.num_queues = s->num_queues;
 	m.u.attach_ok.max_queue_size = s->max_queue_size;
 	m.u.attach_ok.features = s->offered;
+	m.u.attach_ok.session = s->session; /* flags 0: sessions do not outlive the link yet */
 	m.u.attach_ok.config_len = s->config_len;
 	m.u.attach_ok.config = s->config;
 	link_send(l, &m);

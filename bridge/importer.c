@@ -86,6 +86,8 @@ struct import {
 	struct vu_dev *dev;
 	struct iq q[VU_DEV_MAX_QUEUES];
 	uint64_t seq;
+	uint64_t session;        /* from the last ATTACH_OK; 0 before the first */
+	uint64_t completions_rx; /* COMPLETIONs received in it: the ack (protocol.md 7.3) */
 	uint64_t ack_sent;
 	uint64_t attaches;
 	char last_error[WIRE_REASON_MAX + 64];
@@ -106,26 +108,6 @@ static bool import_online(const struct import *im)
 	return im->state == IMPORT_ATTACHED && link_is_up(im->link);
 }
 
-/* Lowest id still outstanding: every completion below it has arrived. */
-static uint64_t import_ack(const struct import *im)
-{
-	uint64_t ack = (im->seq + 1) << 16;
-
-	for (unsigned q = 0; q < im->num_queues; q++) {
-		const struct iq *iq = &im->q[q];
-
-		if (!iq->vq) {
-			continue;
-		}
-		for (unsigned h = 0; h < iq->vq->num; h++) {
-			if (iq->slots[h].busy && iq->slots[h].id < ack) {
-				ack = iq->slots[h].id;
-			}
-		}
-	}
-	return ack;
-}
-
 static void import_guest_error(struct import *im, struct iq *iq, const char *what)
 {
 	char why[240];
@@ -143,7 +125,7 @@ static int iq_send(struct iq *iq, uint16_t head, const struct virtq_chain *c, ui
 	    .queue = (uint16_t)iq->index,
 	    .wr_len = c->wr_len,
 	    .id = id,
-	    .ack = import_ack(im),
+	    .ack = im->completions_rx,
 	    .rd_len = c->rd_len,
 	};
 
@@ -259,7 +241,7 @@ static void import_send_ack(void *arg)
 	if (!import_online(im)) {
 		return;
 	}
-	m.u.ack.ack = import_ack(im);
+	m.u.ack.ack = im->completions_rx;
 	if (m.u.ack.ack != im->ack_sent && link_send(im->link, &m) == 0) {
 		im->ack_sent = m.u.ack.ack;
 	}
@@ -272,6 +254,9 @@ static void import_on_completion(struct import *im, const struct wire_completion
 	struct virtq_chain ch;
 	uint16_t head = (uint16_t)(c->id & 0xffff);
 
+	/* Every COMPLETION counts, also one discarded or refused below (protocol.md 7.3). */
+	im->completions_rx++;
+	vb_timer_arm(im->ack_timer, IMPORT_ACK_DELAY_NS);
 	if (c->queue >= im->num_queues) {
 		link_drop(im->link, "import %s: completion for queue %u of %u", im->cfg->name,
 		          c->queue, im->num_queues);
@@ -311,7 +296,6 @@ static void import_on_completion(struct import *im, const struct wire_completion
 	iq->bytes_in += c->written;
 	virtq_push(iq->vq, head, c->written);
 	vb_timer_arm(im->flush, 0);
-	vb_timer_arm(im->ack_timer, IMPORT_ACK_DELAY_NS);
 }
 
 static void import_send_queue_start(struct import *im, unsigned q)
@@ -512,6 +496,8 @@ static void import_send_attach(struct import *im)
 	struct wire_msg m = {.type = WIRE_ATTACH, .chan = (uint32_t)im->chan};
 
 	snprintf(m.u.attach.name, sizeof(m.u.attach.name), "%s", im->cfg->name);
+	m.u.attach.session = im->session;
+	m.u.attach.received = im->completions_rx;
 	if (link_send(im->link, &m) == 0) {
 		import_fsm(im, IMPORT_ATTACHING, "link up");
 	}
@@ -572,6 +558,12 @@ static void import_on_attach_ok(struct import *im, const struct wire_attach_ok *
 	im->max_queue_size = a->max_queue_size;
 	im->config_len = a->config_len;
 	memcpy(im->config, a->config, a->config_len);
+	if (a->session != im->session) {
+		/* A new device session: its completions are counted from 1 (protocol.md 7.3). */
+		im->session = a->session;
+		im->completions_rx = 0;
+		im->ack_sent = 0;
+	}
 	im->attaches++;
 	import_fsm(im, IMPORT_ATTACHED, "attach accepted");
 	if (!im->dev && import_create_socket(im) < 0) {

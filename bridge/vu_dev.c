@@ -931,12 +931,13 @@ static const struct vu_handler *handler_find(const struct vu_dev *d, uint32_t re
 	return NULL;
 }
 
-static void proto_error(struct vu_dev *d, uint32_t request, const char *why)
+static void proto_error(struct vu_dev *d, const char *what, const char *why)
 {
-	snprintf(d->reason, sizeof(d->reason), "%s: %s", vu_request_name(request),
-	         why ? why : "error");
-	log_warnx("vhost-user %s: %s; closing connection", d->name, d->reason);
-	conn_drop(d, d->reason);
+	char reason[sizeof(d->reason)];
+
+	snprintf(reason, sizeof(reason), "%s: %s", what, why ? why : "error");
+	log_warnx("vhost-user %s: %s; closing connection", d->name, reason);
+	conn_drop(d, reason);
 }
 
 /* Spec, REPLY_ACK: exactly one u64 reply, 0 on success, non-zero on failure. */
@@ -969,7 +970,7 @@ static void msg_dispatch(struct vu_dev *d, struct vu_msg *m)
 	}
 	msg_close_fds(m);
 	if (r < 0) {
-		proto_error(d, m->request, why);
+		proto_error(d, vu_request_name(m->request), why);
 	} else if (r == VU_NACK) {
 		log_debug("vhost-user %s: %s refused", d->name, vu_request_name(m->request));
 	}
@@ -993,9 +994,7 @@ static void conn_read_cb(int fd, unsigned events, void *arg)
 			break;
 		}
 		if (r < 0) {
-			snprintf(d->reason, sizeof(d->reason), "receive: %s", why ? why : "error");
-			log_warnx("vhost-user %s: %s; closing connection", d->name, d->reason);
-			conn_drop(d, d->reason);
+			proto_error(d, "receive", why);
 			break;
 		}
 		msg_dispatch(d, &d->msg);

@@ -32,7 +32,8 @@ struct vu_dev_ops {
 	int (*set_config)(void *arg, uint32_t offset, const uint8_t *buf, uint32_t len);
 	/* Queue q is ready (addresses, kick, enabled); vq stays valid until queue_stop. */
 	void (*queue_start)(void *arg, unsigned q, struct virtq *vq);
-	/* Queue q stops (GET_VRING_BASE, disable, reset or disconnect). */
+	/* Queue q stops (GET_VRING_BASE, disable, reset, memory removed or disconnect);
+	 * its rings are still mapped during the call. */
 	void (*queue_stop)(void *arg, unsigned q);
 	/* The guest kicked queue q. */
 	void (*queue_kick)(void *arg, unsigned q);
@@ -54,14 +55,16 @@ struct vu_dev_params {
 /* Creates the listening socket. NULL with err filled on failure. */
 struct vu_dev *vu_dev_new(struct vb_loop *loop, const struct vu_dev_params *p,
                           const struct vu_dev_ops *ops, void *arg, char *err, size_t errlen);
-/* Stops queues, closes the connection and the listener, unlinks the socket. */
+/* Stops queues, closes the connection and the listener, unlinks the socket.
+ * Not from inside an ops callback. */
 void vu_dev_free(struct vu_dev *d);
 
 /* Signals the guest for queue q if the ring asks for it (EVENT_IDX aware). */
 void vu_dev_notify(struct vu_dev *d, unsigned q);
 /* Sends CONFIG_CHANGE_MSG on the backend channel, if the frontend gave us one. */
 int vu_dev_config_changed(struct vu_dev *d);
-/* Drops the current frontend (e.g. the guest broke a ring) with a reason. */
+/* Drops the current frontend (e.g. the guest broke a ring) with a reason. Called
+ * from inside an ops callback, the teardown happens when that callback returns. */
 void vu_dev_disconnect(struct vu_dev *d, const char *reason);
 
 bool vu_dev_connected(const struct vu_dev *d);

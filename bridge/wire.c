@@ -23,8 +23,8 @@ enum wire_chan_rule {
 
 /* Body sizes of v1 (docs/protocol.md). */
 #define HELLO_BODY     16u
-#define ATTACH_BODY    4u
-#define ATTACH_OK_BODY 24u
+#define ATTACH_BODY    24u
+#define ATTACH_OK_BODY 32u
 #define QUEUE_BODY     8u
 #define STATUS_BODY    4u
 #define REQ_BODY       (WIRE_REQ_HDR_LEN - WIRE_HDR_LEN)
@@ -33,6 +33,8 @@ enum wire_chan_rule {
 #define CFG_DATA_BODY  4u
 #define PING_BODY      16u
 #define ERROR_BODY     8u
+
+#define WIRE_ATTACH_OK_FLAGS WIRE_ATTACH_F_RESUMED /* every flag bit v1 defines */
 
 #define NO_TAIL SIZE_MAX
 
@@ -172,20 +174,32 @@ static const char *const attach_name_whys[3] = {
 
 static int dec_attach(const uint8_t *b, size_t n, struct wire_msg *m, const char **why)
 {
-	if (get_le16(b + 2) != 0) {
+	struct wire_attach *a = &m->u.attach;
+
+	a->session = get_le64(b + 8);
+	a->received = get_le64(b + 16);
+	if (get_le16(b + 2) != 0 || get_le32(b + 4) != 0) {
 		return BAD("ATTACH: reserved field not 0");
 	}
-	return get_name(b + ATTACH_BODY, n - ATTACH_BODY, get_le16(b), m->u.attach.name,
-	                attach_name_whys, why);
+	/* A new session has had no completions; a count without a session is invented. */
+	if (a->session == 0 && a->received != 0) {
+		return BAD("ATTACH: received nonzero for a new session");
+	}
+	return get_name(b + ATTACH_BODY, n - ATTACH_BODY, get_le16(b), a->name, attach_name_whys,
+	                why);
 }
 
 static void enc_attach(uint8_t *b, const struct wire_msg *m)
 {
-	size_t nl = strlen(m->u.attach.name);
+	const struct wire_attach *a = &m->u.attach;
+	size_t nl = strlen(a->name);
 
 	put_le16(b, (uint16_t)nl);
 	put_le16(b + 2, 0);
-	memcpy(b + ATTACH_BODY, m->u.attach.name, nl);
+	put_le32(b + 4, 0);
+	put_le64(b + 8, a->session);
+	put_le64(b + 16, a->received);
+	memcpy(b + ATTACH_BODY, a->name, nl);
 }
 
 static size_t tail_attach(const struct wire_msg *m)
@@ -205,6 +219,7 @@ static int dec_attach_ok(const uint8_t *b, size_t n, struct wire_msg *m, const c
 	a->features = get_le64(b + 8);
 	a->flags = get_le32(b + 16);
 	a->config_len = get_le16(b + 20);
+	a->session = get_le64(b + 24);
 	a->config = b + ATTACH_OK_BODY;
 	if (a->num_queues == 0) {
 		return BAD("ATTACH_OK: num_queues is 0");
@@ -213,8 +228,15 @@ static int dec_attach_ok(const uint8_t *b, size_t n, struct wire_msg *m, const c
 	if (!is_pow2(a->max_queue_size)) {
 		return BAD("ATTACH_OK: max_queue_size not a power of 2");
 	}
-	if (a->flags != 0 || get_le16(b + 22) != 0) {
-		return BAD("ATTACH_OK: flags or reserved field not 0");
+	if (a->flags & ~(uint32_t)WIRE_ATTACH_OK_FLAGS) {
+		return BAD("ATTACH_OK: unknown flag bits");
+	}
+	if (get_le16(b + 22) != 0) {
+		return BAD("ATTACH_OK: reserved field not 0");
+	}
+	/* 0 is what an importer sends for "no session": it can never name one. */
+	if (a->session == 0) {
+		return BAD("ATTACH_OK: session is 0");
 	}
 	if (a->config_len > WIRE_CONFIG_MAX) {
 		return TOO_BIG("ATTACH_OK: config_len over 256");
@@ -236,6 +258,7 @@ static void enc_attach_ok(uint8_t *b, const struct wire_msg *m)
 	put_le32(b + 16, a->flags);
 	put_le16(b + 20, a->config_len);
 	put_le16(b + 22, 0);
+	put_le64(b + 24, a->session);
 	if (a->config_len) {
 		memcpy(b + ATTACH_OK_BODY, a->config, a->config_len);
 	}
@@ -353,10 +376,8 @@ static int dec_request(const uint8_t *b, size_t n, struct wire_msg *m, const cha
 	if (r->id == 0) {
 		return BAD("REQUEST: id is 0");
 	}
-	/* The request's own completion has not arrived, so the cumulative ack cannot pass it. */
-	if (r->ack > r->id) {
-		return BAD("REQUEST: ack beyond the request's own id");
-	}
+	/* ack counts completions (no relation to id); that it never decreases is a session check.
+	 */
 	/* virtio 1.2 section 2.7.13: a chain has at least one byte and fewer than 2^32. */
 	if ((uint64_t)r->rd_len + r->wr_len == 0) {
 		return BAD("REQUEST: no readable and no writable bytes");
@@ -587,8 +608,8 @@ static size_t tail_error(const struct wire_msg *m)
 
 static const struct wire_desc wire_descs[WIRE_TYPE_MAX] = {
     [WIRE_HELLO] = VAR("HELLO", 16, CHAN_LINK, dec_hello, enc_hello, tail_hello),
-    [WIRE_ATTACH] = VAR("ATTACH", 4, CHAN_DEV, dec_attach, enc_attach, tail_attach),
-    [WIRE_ATTACH_OK] = VAR("ATTACH_OK", 24, CHAN_DEV, dec_attach_ok, enc_attach_ok, tail_attach_ok),
+    [WIRE_ATTACH] = VAR("ATTACH", 24, CHAN_DEV, dec_attach, enc_attach, tail_attach),
+    [WIRE_ATTACH_OK] = VAR("ATTACH_OK", 32, CHAN_DEV, dec_attach_ok, enc_attach_ok, tail_attach_ok),
     [WIRE_DETACH] = FIXED("DETACH", 0, CHAN_DEV, dec_empty, enc_empty),
     [WIRE_FEATURES] = FIXED("FEATURES", 8, CHAN_DEV, dec_features, enc_features),
     [WIRE_QUEUE_START] = FIXED("QUEUE_START", 8, CHAN_DEV, dec_queue, enc_queue),
@@ -612,7 +633,8 @@ static const struct wire_desc wire_descs[WIRE_TYPE_MAX] = {
 
 /* The literal sizes in the table must agree with the named layouts. */
 _Static_assert(REQ_BODY == 40 && CPL_BODY == 32, "REQUEST/COMPLETION body sizes");
-_Static_assert(HELLO_BODY == 16 && ATTACH_OK_BODY == 24 && ERROR_BODY == 8, "body sizes");
+_Static_assert(HELLO_BODY == 16 && ATTACH_BODY == 24 && ATTACH_OK_BODY == 32 && ERROR_BODY == 8,
+               "body sizes");
 
 static const struct wire_desc *wire_desc(unsigned type)
 {
@@ -723,7 +745,7 @@ const char *wire_type_name(unsigned type)
 static const char *const wire_error_names[] = {
     [WIRE_E_PROTO] = "PROTO", [WIRE_E_VERSION] = "VERSION", [WIRE_E_NOENT] = "NOENT",
     [WIRE_E_BUSY] = "BUSY",   [WIRE_E_DENIED] = "DENIED",   [WIRE_E_DEVICE] = "DEVICE",
-    [WIRE_E_LIMIT] = "LIMIT",
+    [WIRE_E_LIMIT] = "LIMIT", [WIRE_E_STALE] = "STALE",
 };
 
 const char *wire_error_name(unsigned code)

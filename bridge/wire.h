@@ -55,6 +55,7 @@ enum wire_error_code {
 	WIRE_E_DENIED = 5,  /* not allowed */
 	WIRE_E_DEVICE = 6,  /* device backend failed */
 	WIRE_E_LIMIT = 7,   /* over a configured limit */
+	WIRE_E_STALE = 8,   /* the session to resume is gone: outstanding requests must fail */
 };
 
 /* Capability bits in HELLO (none defined in v1; unknown bits are ignored). */
@@ -67,15 +68,21 @@ struct wire_hello {
 };
 
 struct wire_attach {
+	uint64_t session;  /* 0: a new device session; else the ATTACH_OK session to resume */
+	uint64_t received; /* COMPLETIONs received in that session; 0 with session 0 */
 	char name[WIRE_NAME_MAX + 1];
 };
+
+/* ATTACH_OK flags; other bits are refused. */
+#define WIRE_ATTACH_F_RESUMED (1u << 0) /* the named session goes on; cached completions follow */
 
 struct wire_attach_ok {
 	uint32_t device_id; /* virtio device id, 0 if unknown */
 	uint16_t num_queues;
 	uint16_t max_queue_size;
 	uint64_t features; /* end-to-end device features */
-	uint32_t flags;    /* 0 in v1 */
+	uint32_t flags;    /* WIRE_ATTACH_F_* */
+	uint64_t session;  /* nonzero, unique per device session, chosen by the exporter */
 	uint16_t config_len;
 	const uint8_t *config; /* points into the decoded buffer */
 };
@@ -99,7 +106,7 @@ struct wire_request {
 	uint16_t flags;      /* 0 in v1 */
 	uint32_t wr_len;     /* writable bytes the driver offers */
 	uint64_t id;         /* monotonic per device session, never 0 */
-	uint64_t ack;        /* every completion with id < ack was received */
+	uint64_t ack;        /* COMPLETIONs of this device session received so far */
 	uint64_t t_capture;  /* capture time, ns in the common time base; 0 = none */
 	uint64_t t_deadline; /* presentation deadline, ns; 0 = none */
 	uint32_t rd_len;     /* readable bytes that follow (from the message length) */
@@ -122,7 +129,7 @@ struct wire_completion {
 };
 
 struct wire_ack {
-	uint64_t ack;
+	uint64_t ack; /* as in wire_request */
 };
 
 /* CONFIG_GET: len = bytes wanted, data NULL. CONFIG, CONFIG_SET, CONFIG_CHANGED: data of len. */
@@ -164,15 +171,18 @@ struct wire_msg {
 
 /*
  * Decodes one whole message (buf holds exactly len bytes). Pointers in *out
- * point into buf. Returns 0, or -EPROTO / -EMSGSIZE with *why set to a
+ * point into buf. Returns 0, or -EPROTO / -EMSGSIZE (a name, config or reason
+ * count over its protocol limit) with *why (if why is not NULL) set to a
  * static string that says what was wrong.
  */
 int wire_decode(const uint8_t *buf, size_t len, struct wire_msg *out, const char **why);
 
 /*
  * Encodes a message without a bulk payload (everything but REQUEST and
- * COMPLETION data; ATTACH_OK and CONFIG* copy their bytes in). Returns the
- * length written, or 0 if cap is too small or a field is out of range.
+ * COMPLETION data; ATTACH_OK and CONFIG* copy their bytes in). REQUEST and
+ * COMPLETION are accepted too, their data copied in (tests, tools). Returns
+ * the length written, or 0 if cap is too small or the message is one that
+ * wire_decode would refuse.
  */
 size_t wire_encode(uint8_t *buf, size_t cap, const struct wire_msg *m);
 

@@ -63,6 +63,7 @@ struct opts {
 	uint64_t depth; /* per queue */
 	uint64_t queues;
 	uint64_t queue_size;
+	uint64_t max_seg; /* data bytes per descriptor, 0 = the whole request */
 	const char *rw;
 	double seconds;
 	uint64_t requests;
@@ -179,6 +180,9 @@ static const struct bench_opt opt_table[] = {
     {"queues", BO_NUM, OPT(queues), 1, MAX_QUEUES, "N        virtqueues (default 1)"},
     {"queue-size", BO_NUM, OPT(queue_size), 1, VIRTQ_MAX_SIZE,
      "N        descriptors per virtqueue, a power of two (default 128)"},
+    {"max-seg", BO_NUM, OPT(max_seg), SECTOR_SIZE, MAX_REQ_BYTES,
+     "BYTES    split the data into descriptors of at most BYTES (default: one, or\n"
+     "                           the device's size_max)"},
     {"rw", BO_STR, OPT(rw), 0, 0, "MODE     read|write|randread|randwrite (default randread)"},
     {"seconds", BO_SECONDS, OPT(seconds), 0, 0, "T        measure for T seconds (default 5)"},
     {"requests", BO_NUM, OPT(requests), 1, UINT64_MAX >> 1, "N        measure N requests instead"},
@@ -292,6 +296,14 @@ static void read_config(struct bench *b, uint64_t offered)
 	b->geom.blk_size =
 	    (offered & BIT(VIRTIO_BLK_F_BLK_SIZE)) ? get_le32(cfg + 20) : SECTOR_SIZE;
 	b->geom.num_queues = (offered & BIT(VIRTIO_BLK_F_MQ)) ? get_le16(cfg + 34) : 1;
+	/* The back-end is a peer like any other: what we compute with must make sense. */
+	if (b->geom.capacity == 0 || b->geom.capacity > UINT64_MAX / SECTOR_SIZE) {
+		die("back-end reports a capacity of %" PRIu64 " sectors", b->geom.capacity);
+	}
+	if (b->geom.blk_size < SECTOR_SIZE || b->geom.blk_size > (1u << 20) ||
+	    (b->geom.blk_size & (b->geom.blk_size - 1))) {
+		die("back-end reports a block size of %u", b->geom.blk_size);
+	}
 }
 
 static void check_queues(struct bench *b, uint64_t offered)
@@ -364,10 +376,14 @@ static void plan_requests(struct bench *b)
 {
 	const struct opts *o = &b->o;
 	unsigned per_chain;
+	uint64_t seg = o->max_seg ? o->max_seg : o->size;
 
-	b->seg_len = (uint32_t)o->size;
-	if (b->geom.size_max >= PAGE && b->geom.size_max < o->size) {
-		b->seg_len = b->geom.size_max & ~(PAGE - 1);
+	if (b->geom.size_max && b->geom.size_max < seg) {
+		seg = b->geom.size_max;
+	}
+	b->seg_len = (uint32_t)VB_MIN(seg, o->size) & ~(SECTOR_SIZE - 1);
+	if (b->seg_len == 0) {
+		die("device size_max %u is below one sector", b->geom.size_max);
 	}
 	b->nseg = (unsigned)((o->size + b->seg_len - 1) / b->seg_len);
 	if (b->nseg > MAX_SEGS || (b->geom.seg_max && b->nseg > b->geom.seg_max)) {

@@ -235,8 +235,10 @@ print()
 print("VmRSS (KiB)")
 rows = {}
 for line in open(rss_file):
-    who, when, kb = line.split()
-    kb = int(kb) if kb.isdigit() else 0
+    f3 = line.split()
+    if len(f3) != 3 or not f3[2].isdigit():
+        continue  # the process was gone when sampled
+    who, when, kb = f3[0], f3[1], int(f3[2])
     if when == "long-peak":
         rows.setdefault(who, {})[when] = max(kb, rows.get(who, {}).get(when, 0))
     else:

@@ -13,7 +13,7 @@
 # written where the guest never wrote), timeout (QEMU killed after 5 s),
 # qsd-kill (the backend killed -9 during the workload).
 set -uo pipefail
-# shellcheck source=tests/e2e/lib.sh
+# shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "$0")/lib.sh"
 
 BREAK=${VB_BREAK:-}
@@ -22,6 +22,18 @@ NS=vb-d-$$
 # vb_break_image IMG OFF: overwrite 16 bytes at OFF, outside the guest's knowledge.
 vb_break_image() {
 	printf 'vbridge-corrupt!' | dd of="$1" bs=1 seek="$2" conv=notrunc status=none
+}
+
+# qsd_check CASE N PID: the backend must have lived through the run; its exit
+# status (128+signal) tells a crash from a kill. Stopped here when it did.
+qsd_check() {
+	local st=0
+	if vb_alive "$3"; then
+		vb_stop "$3"
+		return 0
+	fi
+	vb_wait "$3" || st=$?
+	vb_fail "$1: qemu-storage-daemon $2 died during the run (status $st)"
 }
 
 run_case() {
@@ -46,12 +58,11 @@ run_case() {
 	fi
 	vb_wait "$VB_QEMU_PID" || rc=$?
 	wall=$(vb_elapsed "$t0")
+	for i in "${!qsds[@]}"; do
+		qsd_check "$name" "$i" "${qsds[i]}"
+	done
 	[[ $rc -eq 124 ]] && vb_fail "$name: QEMU still running after $tmo s (killed)"
 	[[ $rc -eq 0 ]] || vb_fail "$name: QEMU exited with status $rc"
-	for i in "${!qsds[@]}"; do
-		vb_alive "${qsds[i]}" || vb_fail "$name: qemu-storage-daemon $i died during the run"
-		vb_stop "${qsds[i]}"
-	done
 	off=$(vb_guest_lines "$log" | awk '$2 == "wrote" { print $4 + 1000; exit }')
 	[[ $BREAK == corrupt ]] && vb_break_image "${imgs[0]}" "${off:-2097152}"
 	[[ $BREAK == gap ]] && vb_break_image "${imgs[0]}" $((40 * 1048576))

@@ -40,24 +40,28 @@ kernel_pkg() {
 		sed -n 's/^ *Depends: \(linux-image-[0-9][^ ]*-amd64\)$/\1/p' | head -n1
 }
 
+newest_deb() {
+	find "$CACHE/deb" -maxdepth 1 -name "$1" 2>/dev/null | sort -V | tail -n1
+}
+
 # Prints the path of the kernel .deb in the cache, downloading it if absent.
 # Without apt metadata (offline) the newest cached .deb is used.
 kernel_deb() {
 	local pkg deb
 	pkg=$(kernel_pkg)
 	if [[ -z $pkg ]]; then
-		deb=$(ls -1 "$CACHE"/deb/linux-image-*-amd64_*.deb 2>/dev/null | sort -V | tail -n1)
+		deb=$(newest_deb 'linux-image-*-amd64_*.deb')
 		[[ -n $deb ]] || die "apt-cache names no linux-image-*-amd64 and none is cached"
 		log "apt-cache has no kernel; using cached $deb"
 		echo "$deb"
 		return
 	fi
-	deb=$(ls -1 "$CACHE"/deb/"${pkg}"_*.deb 2>/dev/null | sort -V | tail -n1)
+	deb=$(newest_deb "${pkg}_*.deb")
 	if [[ -z $deb ]]; then
 		log "downloading $pkg"
 		mkdir -p "$CACHE/deb"
 		(cd "$CACHE/deb" && apt-get download -q -o APT::Sandbox::User=root "$pkg" >&2) || die "apt-get download $pkg failed"
-		deb=$(ls -1 "$CACHE"/deb/"${pkg}"_*.deb | sort -V | tail -n1)
+		deb=$(newest_deb "${pkg}_*.deb")
 	fi
 	echo "$deb"
 }

@@ -11,12 +11,20 @@
 #
 # Environment: VB_SRC (source tree), VB_BUILD (build tree, for vbridged),
 # VB_CACHE (guest cache, see guest.sh), VB_QEMU_TIMEOUT (s, default 180),
-# VB_KEEP=1 (keep $VB_TMP), VB_VERBOSE=1 (trace helper commands).
+# VB_QEMU_BIOS (firmware, default qboot.rom), VB_QEMU_ARGS (more QEMU
+# options, split on spaces), VB_KEEP=1 (keep $VB_TMP), VB_VERBOSE=1 (log
+# every process started).
 
 VB_E2E=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 VB_SRC=${VB_SRC:-$(cd "$VB_E2E/../.." && pwd)}
 VB_BUILD=${VB_BUILD:-$VB_SRC/build}
 VB_QEMU_TIMEOUT=${VB_QEMU_TIMEOUT:-180}
+# qboot halves a TCG boot (no option ROM scan, no boot menu) against SeaBIOS;
+# VB_QEMU_BIOS= (empty) falls back to QEMU's default firmware.
+if [[ -z ${VB_QEMU_BIOS+set} ]]; then
+	VB_QEMU_BIOS=
+	[[ -f /usr/share/qemu/qboot.rom ]] && VB_QEMU_BIOS=qboot.rom
+fi
 VB_PIDS=()   # started by us, killed by vb_cleanup
 VB_NETNS=()  # created by us, deleted by vb_cleanup
 VB_LOGS=()   # tails shown by vb_fail
@@ -25,7 +33,7 @@ VB_LAST_PID=
 VB_QEMU_PID=
 VB_CLEANED=
 VB_FAILED=
-VB_TMP=$(mktemp -d /tmp/vb-e2e.XXXXXX) || {
+VB_TMP=$(mktemp -d "/tmp/vb-e2e-$(basename "$0" .sh).XXXXXX") || {
 	echo "FAIL: mktemp" >&2
 	exit 1
 }
@@ -67,10 +75,11 @@ vb_need_cmd() {
 	[[ ${#missing[@]} -eq 0 ]] || vb_fail "missing commands: ${missing[*]} (run tools/deps.sh)"
 }
 
-# A zombie still answers kill -0, so look at its state instead.
+# A zombie still answers kill -0, so look at its state instead (the field
+# after the last ')': the command name may hold spaces, proc(5)).
 vb_alive() {
 	local st
-	st=$(awk '{ print $3 }' "/proc/$1/stat" 2>/dev/null) || return 1
+	st=$(sed -n 's/.*) \(.\).*/\1/p' "/proc/$1/stat" 2>/dev/null) || return 1
 	[[ -n $st && $st != Z && $st != X ]]
 }
 
@@ -142,7 +151,7 @@ vb_wait() {
 }
 
 vb_cleanup() {
-	local rc=$? i ns p=()
+	local rc=$? i ns p=() idx=("${!VB_PIDS[@]}")
 	[[ -n $VB_CLEANED ]] && return $rc
 	VB_CLEANED=1
 	# Finish the clean-up even if the test used set -e or is signalled again.
@@ -151,8 +160,8 @@ vb_cleanup() {
 	trap '' INT TERM HUP
 	[[ $rc -ne 0 && -z $VB_FAILED ]] && echo "FAIL: exit status $rc" >&2
 	# Newest first: frontends (QEMU) go before the backends they use.
-	for ((i = ${#VB_PIDS[@]} - 1; i >= 0; i--)); do
-		[[ -n ${VB_PIDS[i]:-} ]] && vb_kill "${VB_PIDS[i]}"
+	for ((i = ${#idx[@]} - 1; i >= 0; i--)); do
+		vb_kill "${VB_PIDS[idx[i]]}"
 	done
 	VB_PIDS=()
 	for ns in "${VB_NETNS[@]}"; do
@@ -191,6 +200,8 @@ vb_netns_add() {
 # (169.254.X.1 and .2 /24, X from the pid; 169.254.0/24 and .255/24 are
 # reserved by RFC 3927 2.1). Both ends are made inside their namespaces, so
 # parallel runs never clash on names.
+VB_PING=(ping)
+command -v ping >/dev/null || VB_PING=(busybox ping)
 vb_ecus() {
 	local x=$(($$ % 254 + 1))
 	VB_NS_A=vb-a-$$
@@ -207,7 +218,7 @@ vb_ecus() {
 		ip -n "$VB_NS_B" addr add "$VB_IP_B/24" dev "$VB_IF_B" &&
 		ip -n "$VB_NS_A" link set "$VB_IF_A" up &&
 		ip -n "$VB_NS_B" link set "$VB_IF_B" up || return 1
-	ip netns exec "$VB_NS_A" ping -q -c 1 -W 2 "$VB_IP_B" >/dev/null ||
+	ip netns exec "$VB_NS_A" "${VB_PING[@]}" -c 1 -W 2 "$VB_IP_B" >/dev/null ||
 		{ echo "vb_ecus: $VB_IP_A cannot reach $VB_IP_B" >&2; return 1; }
 }
 
@@ -309,11 +320,12 @@ vb_qsd() {
 # min(queues, CPUs) queues); -a adds to the kernel command line (vb.prog=...);
 # -r reconnects the chardevs when the server goes away. The serial console goes
 # to LOG, QEMU's own messages to LOG.qemu. QEMU is killed after TIMEOUT s
-# (VB_QEMU_TIMEOUT); its pid (that of `timeout`) is VB_QEMU_PID, wait with
-# vb_wait, which returns 124 on timeout.
+# (VB_QEMU_TIMEOUT). Its pid (that of `timeout`) is VB_QEMU_PID; wait with
+# vb_wait, which returns 124 on timeout. no_timer_check: on a loaded host TCG
+# can miss the kernel's early IO-APIC timer check, and the boot then hangs.
 vb_qemu_blk() {
 	local ns='' numq=1 cpus='' mem=256 tmo=$VB_QEMU_TIMEOUT append='' rc='' opt OPTIND=1
-	local log i args=()
+	local log i args=() bios=()
 	while getopts n:q:c:m:t:a:r opt; do
 		case $opt in
 		n) ns=$OPTARG ;;
@@ -331,6 +343,7 @@ vb_qemu_blk() {
 	shift
 	[[ $# -ge 1 ]] || { echo "vb_qemu_blk: no socket given" >&2; return 2; }
 	vb_guest
+	[[ -n $VB_QEMU_BIOS ]] && bios=(-bios "$VB_QEMU_BIOS")
 	for ((i = 1; i <= $#; i++)); do
 		args+=(-chardev "socket,id=c$i,path=${!i}$rc"
 			-device "vhost-user-blk-pci,id=blk$i,chardev=c$i,num-queues=$numq")
@@ -338,14 +351,15 @@ vb_qemu_blk() {
 	: >"$log"
 	vb_log_add "$log.qemu"
 	vb_log_add "$log"
+	# shellcheck disable=SC2086 # VB_QEMU_ARGS is a list of words
 	vb_run_in "$ns" timeout -k 5 "$tmo" qemu-system-x86_64 \
 		-accel tcg -M pc -smp "${cpus:-$numq}" -m "$mem" \
 		-object "memory-backend-memfd,id=mem,size=${mem}M,share=on" -numa node,memdev=mem \
 		-nodefaults -display none -no-reboot \
 		-chardev "file,id=con,path=$log" -serial chardev:con \
 		-kernel "$VB_KERNEL" -initrd "$VB_INITRD" \
-		-append "console=ttyS0 panic=-1 quiet vb.ndisks=$# $append" \
-		"${args[@]}" >"$log.qemu" 2>&1
+		-append "console=ttyS0 panic=-1 quiet no_timer_check vb.ndisks=$# $append" \
+		"${args[@]}" "${bios[@]}" ${VB_QEMU_ARGS:-} >"$log.qemu" 2>&1
 	# shellcheck disable=SC2034 # for the tests
 	VB_QEMU_PID=$VB_LAST_PID
 }
@@ -413,13 +427,17 @@ vb_blk_verify() {
 }
 
 vb_blk_verify_disk() {
-	local lines=$1 d=$2 img=$3 numq=$4 size q off len sum back end=1048576 total=0 bad=0
+	local lines=$1 d=$2 img=$3 numq=$4 size q idle runs off len sum back end=1048576 total=0 bad=0
 	size=$(stat -c %s "$img")
 	[[ $(awk -v d="$d" '$2 == "disk" && $3 == d { print $4 }' <<<"$lines") == "$size" ]] ||
 		{ echo "verify: $d: size differs from ${img##*/} ($size)" >&2; bad=1; }
 	q=$(awk -v d="$d" '$2 == "queues" && $3 == d { print $4 }' <<<"$lines")
 	[[ -z $numq || $q == "$numq" ]] ||
 		{ echo "verify: $d: $q queues in use, want $numq" >&2; bad=1; }
+	# Each hardware queue is one virtqueue; the guest spread its writes over
+	# the CPUs, so an idle one means a queue that was never exercised.
+	idle=$(awk -v d="$d" '$2 == "hctx" && $3 == d && $5 == 0 { printf "%s ", $4 }' <<<"$lines")
+	[[ -z $idle ]] || { echo "verify: $d: no request on queue(s) $idle" >&2; bad=1; }
 	while read -r off len sum; do
 		back=$(awk -v d="$d" -v o="$off" -v l="$len" \
 			'$2 == "region" && $3 == d && $4 == o && $5 == l { print $6 }' <<<"$lines")
@@ -436,7 +454,8 @@ vb_blk_verify_disk() {
 	[[ $(vb_nonzero_range "$img" "$end" $((size - end))) -eq 0 ]] ||
 		{ echo "verify: ${img##*/}: bytes changed after $end, never written" >&2; bad=1; }
 	((total >= 16 * 1048576)) || { echo "verify: $d: only $total bytes written" >&2; bad=1; }
-	[[ $bad -eq 0 ]] && echo "verify: $d = ${img##*/}: $q queue(s), $((total / 1048576)) MiB in" \
-		"$(grep -c "^GUEST wrote $d " <<<"$lines") regions ok" >&2
+	runs=$(awk -v d="$d" '$2 == "hctx" && $3 == d { printf "%s%s", s, $5; s = "/" }' <<<"$lines")
+	[[ $bad -eq 0 ]] && echo "verify: $d = ${img##*/}: $q queue(s) (runs ${runs:-?})," \
+		"$((total / 1048576)) MiB in $(grep -c "^GUEST wrote $d " <<<"$lines") regions ok" >&2
 	return $bad
 }

@@ -29,7 +29,9 @@ static const uint8_t cfg8b[8] = {0x00, 0x00, 0x40, 0x00, 0, 0, 0, 0};
 enum base_id {
 	B_HELLO,
 	B_ATTACH,
+	B_ATTACH_RESUME,
 	B_ATTACH_OK,
+	B_ATTACH_OK_RESUMED,
 	B_DETACH,
 	B_FEATURES,
 	B_QSTART,
@@ -63,19 +65,44 @@ static const struct base bases[B_COUNT] = {
          "210000000101000000000000"
          "0101050000000000efcdab89674523016563752d61"},
     [B_ATTACH] = {{.type = WIRE_ATTACH, .chan = 1, .u.attach = {.name = "disk0"}},
-                  "150000000102000001000000"
-                  "050000006469736b30"},
+                  "290000000102000001000000"
+                  "0500000000000000"
+                  "0000000000000000"
+                  "0000000000000000"
+                  "6469736b30"},
+    [B_ATTACH_RESUME] =
+        {{.type = WIRE_ATTACH,
+          .chan = 2,
+          .u.attach = {.session = 0xa1b2c3d4e5f60718ull, .received = 0x103, .name = "net0"}},
+         "280000000102000002000000"
+         "0400000000000000"
+         "1807f6e5d4c3b2a1"
+         "0301000000000000"
+         "6e657430"},
     [B_ATTACH_OK] = {{.type = WIRE_ATTACH_OK,
                       .chan = 1,
                       .u.attach_ok = {.device_id = 2,
                                       .num_queues = 1,
                                       .max_queue_size = 256,
                                       .features = 0x1122334455667788ull,
+                                      .session = 0x0f1e2d3c4b5a6978ull,
                                       .config_len = 4,
                                       .config = cfg4}},
-                     "280000000103000001000000"
+                     "300000000103000001000000"
                      "020000000100000188776655443322110000000004000000"
+                     "78695a4b3c2d1e0f"
                      "00200000"},
+    [B_ATTACH_OK_RESUMED] = {{.type = WIRE_ATTACH_OK,
+                              .chan = 2,
+                              .u.attach_ok = {.device_id = 1,
+                                              .num_queues = 3,
+                                              .max_queue_size = 1024,
+                                              .features = 0x0000000100010000ull,
+                                              .flags = WIRE_ATTACH_F_RESUMED,
+                                              .session = 0xa1b2c3d4e5f60718ull}},
+                             "2c0000000103000002000000"
+                             "010000000300000400000100010000000100000000000000"
+                             "1807f6e5d4c3b2a1"},
     [B_DETACH] = {{.type = WIRE_DETACH, .chan = 1}, "0c0000000104000001000000"},
     [B_FEATURES] = {{.type = WIRE_FEATURES,
                      .chan = 1,
@@ -182,7 +209,7 @@ static int attach_ok_equal(const struct wire_attach_ok *x, const struct wire_att
 {
 	return x->device_id == y->device_id && x->num_queues == y->num_queues &&
 	       x->max_queue_size == y->max_queue_size && x->features == y->features &&
-	       x->flags == y->flags && x->config_len == y->config_len &&
+	       x->flags == y->flags && x->session == y->session && x->config_len == y->config_len &&
 	       same_bytes(x->config, y->config, x->config_len);
 }
 
@@ -217,7 +244,9 @@ static int msg_equal(const struct wire_msg *a, const struct wire_msg *b)
 	case WIRE_HELLO:
 		return hello_equal(&a->u.hello, &b->u.hello);
 	case WIRE_ATTACH:
-		return !strcmp(a->u.attach.name, b->u.attach.name);
+		return a->u.attach.session == b->u.attach.session &&
+		       a->u.attach.received == b->u.attach.received &&
+		       !strcmp(a->u.attach.name, b->u.attach.name);
 	case WIRE_ATTACH_OK:
 		return attach_ok_equal(&a->u.attach_ok, &b->u.attach_ok);
 	case WIRE_DETACH:
@@ -303,6 +332,9 @@ static void test_golden_decode(void **state)
 		/* Decoded pointers must point into the frame, not elsewhere. */
 		if (m.type == WIRE_REQUEST) {
 			assert_ptr_equal(m.u.request.data, bytes + WIRE_REQ_HDR_LEN);
+		}
+		if (m.type == WIRE_ATTACH_OK) {
+			assert_ptr_equal(m.u.attach_ok.config, bytes + WIRE_HDR_LEN + 32);
 		}
 		assert_int_equal(wire_encode(again, sizeof(again), &m), n);
 		assert_memory_equal(again, bytes, n);
@@ -472,7 +504,9 @@ static const struct decode_case decode_cases[] = {
     /* variable bodies shorter than their fixed part */
     {"HELLO body 15", B_HELLO, {CUT(27)}, PROTO, "HELLO: body shorter"},
     {"ATTACH body 3", B_ATTACH, {CUT(15)}, PROTO, "ATTACH: body shorter"},
+    {"ATTACH body 23", B_ATTACH, {CUT(35)}, PROTO, "ATTACH: body shorter than 24"},
     {"ATTACH_OK body 23", B_ATTACH_OK, {CUT(35)}, PROTO, "ATTACH_OK: body shorter"},
+    {"ATTACH_OK body 31", B_ATTACH_OK, {CUT(43)}, PROTO, "ATTACH_OK: body shorter than 32"},
     {"REQUEST body 39", B_REQUEST, {CUT(51)}, PROTO, "REQUEST: body shorter"},
     {"COMPLETION body 31", B_COMPLETION, {CUT(43)}, PROTO, "COMPLETION: body shorter"},
     {"CONFIG body 3", B_CONFIG, {CUT(15)}, PROTO, "CONFIG: body shorter"},
@@ -493,20 +527,44 @@ static const struct decode_case decode_cases[] = {
     {"HELLO name with NUL", B_HELLO, {S8(32, 0)}, PROTO, "[A-Za-z0-9._-]"},
     {"HELLO name with 0xe9", B_HELLO, {S8(28, 0xe9)}, PROTO, "[A-Za-z0-9._-]"},
     /* ATTACH */
-    {"ATTACH reserved 1", B_ATTACH, {S16(14, 1)}, PROTO, "ATTACH: reserved"},
+    {"ATTACH reserved u16 1", B_ATTACH, {S16(14, 1)}, PROTO, "ATTACH: reserved"},
+    {"ATTACH reserved u32 1", B_ATTACH, {S32(16, 1)}, PROTO, "ATTACH: reserved"},
+    {"ATTACH reserved u32 0x80000000", B_ATTACH_RESUME, {S32(16, 0x80000000)}, PROTO, "reserved"},
+    {"ATTACH received without a session", B_ATTACH, {S64(28, 1)}, PROTO, "received nonzero"},
+    {"ATTACH resume with received 0", B_ATTACH_RESUME, {S64(28, 0)}, 0, NULL},
+    {"ATTACH resume with received 2^64-1", B_ATTACH_RESUME, {S64(28, UINT64_MAX)}, 0, NULL},
+    {"ATTACH resume of session 2^64-1", B_ATTACH_RESUME, {S64(20, UINT64_MAX)}, 0, NULL},
+    {"ATTACH session 0, received left", B_ATTACH_RESUME, {S64(20, 0)}, PROTO, "received nonzero"},
+    /* the draft layout (u16 name_len, u16 reserved, name) is too short now */
+    {"ATTACH draft", B_ATTACH, {S32(16, 0x6b736964), S8(20, '0'), CUT(21)}, PROTO, "body shorter"},
     {"ATTACH name_len one less", B_ATTACH, {S16(12, 4)}, PROTO, "ATTACH: name_len"},
+    {"ATTACH name_len one more", B_ATTACH_RESUME, {S16(12, 5)}, PROTO, "ATTACH: name_len"},
     {"ATTACH name 64 bytes", B_ATTACH, {ADD('x', 59), S16(12, 64)}, TOOBIG, "longer than 63"},
-    {"ATTACH name empty", B_ATTACH, {CUT(16), S16(12, 0)}, PROTO, "empty"},
-    {"ATTACH name with :", B_ATTACH, {S8(16, ':')}, PROTO, "[A-Za-z0-9._-]"},
-    {"ATTACH name ..", B_ATTACH, {CUT(18), S16(12, 2), S16(16, 0x2e2e)}, 0, NULL},
+    {"ATTACH name empty", B_ATTACH, {CUT(36), S16(12, 0)}, PROTO, "empty"},
+    {"ATTACH name with :", B_ATTACH, {S8(36, ':')}, PROTO, "[A-Za-z0-9._-]"},
+    {"ATTACH name ..", B_ATTACH, {CUT(38), S16(12, 2), S16(36, 0x2e2e)}, 0, NULL},
     /* ATTACH_OK */
     {"ATTACH_OK num_queues 0", B_ATTACH_OK, {S16(16, 0)}, PROTO, "num_queues"},
     {"ATTACH_OK max_queue_size 0", B_ATTACH_OK, {S16(18, 0)}, PROTO, "power of 2"},
     {"ATTACH_OK max_queue_size 3", B_ATTACH_OK, {S16(18, 3)}, PROTO, "power of 2"},
     {"ATTACH_OK max_queue_size 0xffff", B_ATTACH_OK, {S16(18, 0xffff)}, PROTO, "power of 2"},
     {"ATTACH_OK max_queue_size 32768", B_ATTACH_OK, {S16(18, 32768)}, 0, NULL},
-    {"ATTACH_OK flags 1", B_ATTACH_OK, {S32(28, 1)}, PROTO, "flags or reserved"},
-    {"ATTACH_OK reserved 1", B_ATTACH_OK, {S16(34, 1)}, PROTO, "flags or reserved"},
+    {"ATTACH_OK flags RESUMED", B_ATTACH_OK, {S32(28, 1)}, 0, NULL},
+    {"ATTACH_OK flags 2", B_ATTACH_OK, {S32(28, 2)}, PROTO, "unknown flag bits"},
+    {"ATTACH_OK flags RESUMED | 2", B_ATTACH_OK_RESUMED, {S32(28, 3)}, PROTO, "unknown flag"},
+    {"ATTACH_OK flags 0x80000000", B_ATTACH_OK, {S32(28, 0x80000000)}, PROTO, "unknown flag"},
+    {"ATTACH_OK flags RESUMED cleared", B_ATTACH_OK_RESUMED, {S32(28, 0)}, 0, NULL},
+    {"ATTACH_OK reserved 1", B_ATTACH_OK, {S16(34, 1)}, PROTO, "ATTACH_OK: reserved"},
+    {"ATTACH_OK reserved 0x8000", B_ATTACH_OK_RESUMED, {S16(34, 0x8000)}, PROTO, "reserved"},
+    {"ATTACH_OK session 0", B_ATTACH_OK, {S64(36, 0)}, PROTO, "session is 0"},
+    {"ATTACH_OK resumed session 0", B_ATTACH_OK_RESUMED, {S64(36, 0)}, PROTO, "session is 0"},
+    {"ATTACH_OK session 1", B_ATTACH_OK, {S64(36, 1)}, 0, NULL},
+    {"ATTACH_OK session 2^64-1", B_ATTACH_OK, {S64(36, UINT64_MAX)}, 0, NULL},
+    /* the draft layout (config right after the 24-byte fixed part) is refused */
+    {"ATTACH_OK draft layout, 4 config bytes", B_ATTACH_OK, {CUT(40)}, PROTO, "body shorter"},
+    {"ATTACH_OK draft cfg 8", B_ATTACH_OK, {S16(32, 8), S64(36, 0x200000)}, PROTO, "config_len"},
+    {"ATTACH_OK config cut by one", B_ATTACH_OK, {CUT(47)}, PROTO, "config_len does not"},
+    {"ATTACH_OK no config, config_len 1", B_ATTACH_OK_RESUMED, {S16(32, 1)}, PROTO, "config_len"},
     {"ATTACH_OK config_len 256", B_ATTACH_OK, {ADD(0, 252), S16(32, 256)}, 0, NULL},
     {"ATTACH_OK config_len 257", B_ATTACH_OK, {ADD(0, 253), S16(32, 257)}, TOOBIG, "over 256"},
     {"ATTACH_OK config_len 0xffff", B_ATTACH_OK, {S16(32, 0xffff)}, TOOBIG, "over 256"},
@@ -527,8 +585,13 @@ static const struct decode_case decode_cases[] = {
     {"REQUEST id 0", B_REQUEST, {S64(20, 0)}, PROTO, "id is 0"},
     {"REQUEST id 2^64-1", B_REQUEST, {S64(20, UINT64_MAX)}, 0, NULL},
     {"REQUEST flags 1", B_REQUEST, {S16(14, 1)}, PROTO, "REQUEST: flags"},
-    {"REQUEST ack beyond id", B_REQUEST, {S64(28, 8)}, PROTO, "ack beyond"},
+    /* ack counts completions: any value decodes, its growth is the session's check */
+    {"REQUEST ack beyond id", B_REQUEST, {S64(28, 8)}, 0, NULL},
     {"REQUEST ack equal to id", B_REQUEST, {S64(28, 7)}, 0, NULL},
+    {"REQUEST ack 0", B_REQUEST, {S64(28, 0)}, 0, NULL},
+    {"REQUEST id 1, ack 2^64-1", B_REQUEST, {S64(20, 1), S64(28, UINT64_MAX)}, 0, NULL},
+    {"ACK 0", B_ACK, {S64(12, 0)}, 0, NULL},
+    {"ACK 2^64-1", B_ACK, {S64(12, UINT64_MAX)}, 0, NULL},
     {"REQUEST nothing readable or writable", B_REQUEST, {CUT(52), S32(16, 0)}, PROTO, "no read"},
     {"REQUEST writable only", B_REQUEST, {CUT(52), S32(16, 1)}, 0, NULL},
     {"REQUEST readable only", B_REQUEST, {S32(16, 0)}, 0, NULL},
@@ -560,6 +623,7 @@ static const struct decode_case decode_cases[] = {
     /* ERROR */
     {"ERROR code 0", B_ERROR, {S32(12, 0)}, PROTO, "code 0"},
     {"ERROR unknown code", B_ERROR, {S32(12, 1000)}, 0, NULL},
+    {"ERROR STALE on a device channel", B_ERROR_CHAN, {S32(12, 8)}, 0, NULL},
     {"ERROR reserved 1", B_ERROR, {S16(18, 1)}, PROTO, "ERROR: reserved"},
     {"ERROR reason_len 256", B_ERROR, {S16(16, 256)}, TOOBIG, "over 255"},
     {"ERROR reason 255 bytes", B_ERROR, {ADD('r', 240), S16(16, 255)}, 0, NULL},
@@ -692,6 +756,18 @@ static void mod_attach_name_nl(struct wire_msg *m)
 {
 	strcpy(m->u.attach.name, "disk\n");
 }
+static void mod_attach_received(struct wire_msg *m)
+{
+	m->u.attach.received = 1;
+}
+static void mod_attach_ok_session0(struct wire_msg *m)
+{
+	m->u.attach_ok.session = 0;
+}
+static void mod_attach_ok_flag2(struct wire_msg *m)
+{
+	m->u.attach_ok.flags |= 2;
+}
 static void mod_cfg257(struct wire_msg *m)
 {
 	static const uint8_t big[300];
@@ -782,6 +858,11 @@ static const struct encode_case encode_cases[] = {
     {"PONG on channel 1", B_PONG, mod_chan1},
     {"ATTACH on channel 0", B_ATTACH, mod_chan0},
     {"ATTACH name with newline", B_ATTACH, mod_attach_name_nl},
+    {"ATTACH received without a session", B_ATTACH, mod_attach_received},
+    {"ATTACH_OK session 0", B_ATTACH_OK, mod_attach_ok_session0},
+    {"ATTACH_OK resumed, session 0", B_ATTACH_OK_RESUMED, mod_attach_ok_session0},
+    {"ATTACH_OK flag bit 1", B_ATTACH_OK, mod_attach_ok_flag2},
+    {"ATTACH_OK resumed, flag bit 1", B_ATTACH_OK_RESUMED, mod_attach_ok_flag2},
     {"ATTACH_OK config_len 257", B_ATTACH_OK, mod_cfg257},
     {"ATTACH_OK config NULL", B_ATTACH_OK, mod_cfg_null},
     {"ATTACH_OK max_queue_size 100", B_ATTACH_OK, mod_mqs100},
@@ -863,8 +944,10 @@ static void test_type_names(void **state)
 	assert_string_equal(wire_error_name(WIRE_E_PROTO), "PROTO");
 	assert_string_equal(wire_error_name(WIRE_E_NOENT), "NOENT");
 	assert_string_equal(wire_error_name(WIRE_E_LIMIT), "LIMIT");
+	assert_int_equal(WIRE_E_STALE, 8); /* the number is on the wire */
+	assert_string_equal(wire_error_name(WIRE_E_STALE), "STALE");
 	assert_string_equal(wire_error_name(0), "UNKNOWN");
-	assert_string_equal(wire_error_name(8), "UNKNOWN");
+	assert_string_equal(wire_error_name(9), "UNKNOWN");
 }
 
 int main(void)

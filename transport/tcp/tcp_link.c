@@ -202,6 +202,7 @@ static void tcp_link_attach(struct tcp_link *l, struct bufferevent *bev)
 	/* The write callback runs when output is at or below low: writable is queued < hw. */
 	bufferevent_setwatermark(bev, EV_WRITE, l->tx_high_water - 1, 0);
 	bufferevent_set_max_single_read(bev, TCP_READ_MAX);
+	bufferevent_set_max_single_write(bev, TCP_READ_MAX);
 }
 
 static void tcp_link_enter(struct tcp_link *l)

@@ -6,7 +6,8 @@
 #   GUEST pre D MD5               md5 of the first MiB, as the host wrote it
 #   GUEST wrote D OFF SIZE MD5    random data written with O_DIRECT + fsync
 #   GUEST region D OFF SIZE MD5   the same range read back after drop_caches
-#   GUEST hctx D I N              requests queued on hardware queue I (debugfs)
+#   GUEST hctx D I N              hardware queue I ran N times in the workload
+#                                 (blk-mq debugfs "run"; 6.1 has no request count)
 #   GUEST done
 # The host compares these against the image files once QEMU has exited.
 # Parameters (kernel command line):
@@ -82,6 +83,22 @@ read_all() {
 	done
 }
 
+# hctx_runs before|after: remember each hardware queue's run count, then
+# print how much it grew. Without debugfs nothing is printed.
+hctx_runs() {
+	for d in $DISKS; do
+		for h in /sys/kernel/debug/block/"$d"/hctx*; do
+			[ -f "$h/run" ] || continue
+			i=${h##*hctx}
+			if [ "$1" = before ]; then
+				cat "$h/run" >"/tmp/run.$d.$i"
+			else
+				echo "GUEST hctx $d $i $(($(cat "$h/run") - $(cat "/tmp/run.$d.$i")))"
+			fi
+		done
+	done
+}
+
 wait_disks
 DISKS=$(disks)
 for d in $DISKS; do
@@ -90,14 +107,11 @@ for d in $DISKS; do
 	sum=$(dd if="/dev/$d" bs=65536 count=16 iflag=direct status=none | md5sum | cut -d' ' -f1)
 	echo "GUEST pre $d $sum"
 done
+hctx_runs before
 write_all
 sync
 echo 3 >/proc/sys/vm/drop_caches
 read_all
-for d in $DISKS; do
-	for h in /sys/kernel/debug/block/"$d"/hctx*; do
-		[ -f "$h/queued" ] && echo "GUEST hctx $d ${h##*hctx} $(cat "$h/queued")"
-	done
-done
+hctx_runs after
 [ $fail -eq 0 ] && echo "GUEST done $(cut -d' ' -f1 /proc/uptime)"
 exit $fail
