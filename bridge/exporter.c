@@ -102,6 +102,7 @@ struct xsess {
 	uint64_t ack;
 	uint64_t session; /* sent in ATTACH_OK: nonzero, random (protocol.md 7.1) */
 	uint64_t orphaned;
+	uint8_t driver_status;
 	struct xq q[EX_MAX_QUEUES];
 };
 
@@ -597,6 +598,30 @@ static void xsess_set_config(struct xsess *s, const struct wire_config *c)
 	}
 }
 
+/* Reads config space from the backend afresh and answers with CONFIG. */
+static void xsess_get_config(struct xsess *s, const struct wire_config *c)
+{
+	struct wire_msg m = {.type = WIRE_CONFIG, .chan = s->chan};
+	uint8_t buf[WIRE_CONFIG_MAX];
+	int rc;
+
+	if (c->offset > s->config_len || c->len > s->config_len - c->offset || c->len == 0) {
+		link_send_error(s->link, s->chan, WIRE_E_PROTO,
+		                "CONFIG_GET %u+%u outside the %u bytes of config space", c->offset,
+		                c->len, s->config_len);
+		return;
+	}
+	rc = vu_front_get_config(s->f, c->offset, buf, c->len);
+	if (rc < 0) {
+		xsess_front_err(s, "GET_CONFIG", rc);
+		return;
+	}
+	m.u.config.offset = c->offset;
+	m.u.config.len = c->len;
+	m.u.config.data = buf;
+	link_send(s->link, &m);
+}
+
 static void xsess_reset(struct xsess *s)
 {
 	for (unsigned q = 0; q < s->num_queues; q++) {
@@ -630,6 +655,14 @@ static void xsess_on_msg(void *arg, const struct wire_msg *m)
 		break;
 	case WIRE_CONFIG_SET:
 		xsess_set_config(s, &m->u.config);
+		break;
+	case WIRE_CONFIG_GET:
+		xsess_get_config(s, &m->u.config);
+		break;
+	case WIRE_STATUS:
+		/* Status is per hop in vhost-user without the STATUS feature; noted for status
+		 * output. */
+		s->driver_status = m->u.status.status;
 		break;
 	case WIRE_DETACH:
 		log_info("export %s: detached by %s", s->ex->cfg->name, link_peer_name(s->link));
@@ -937,6 +970,7 @@ void export_status_json(const struct export *ex, struct jw *w)
 		jw_u64(w, "pool_used", pool_used_bytes(&s->pool));
 		jw_u64(w, "ack", s->ack);
 		jw_u64(w, "orphaned", s->orphaned);
+		jw_u64(w, "driver_status", s->driver_status);
 		jw_arr_begin(w, "queues");
 		for (unsigned q = 0; q < s->num_queues; q++) {
 			const struct xq *xq = &s->q[q];

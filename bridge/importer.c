@@ -25,7 +25,8 @@
 #include "bridge/wire.h"
 
 #define IQ_BUDGET           256 /* chains per queue per pass, so one queue cannot starve others */
-#define IMPORT_RETRY_NS     (3ull * 1000000000ull)
+#define IMPORT_RETRY_MIN_NS (1ull * 1000000000ull)
+#define IMPORT_RETRY_MAX_NS (60ull * 1000000000ull)
 #define IMPORT_ACK_DELAY_NS (10ull * 1000000ull)
 
 /* Feature bits that only make sense per hop, never end to end (ARCHITECTURE 2). */
@@ -90,6 +91,7 @@ struct import {
 	uint64_t completions_rx; /* COMPLETIONs received in it: the ack (protocol.md 7.3) */
 	uint64_t ack_sent;
 	uint64_t attaches;
+	uint64_t retry_ns;
 	char last_error[WIRE_REASON_MAX + 64];
 };
 
@@ -566,11 +568,33 @@ static void import_on_attach_ok(struct import *im, const struct wire_attach_ok *
 	}
 	im->attaches++;
 	import_fsm(im, IMPORT_ATTACHED, "attach accepted");
+	im->retry_ns = IMPORT_RETRY_MIN_NS;
 	if (!im->dev && import_create_socket(im) < 0) {
 		return;
 	}
 	import_resync(im);
 	import_process_all(im);
+}
+
+/*
+ * The exporter said no (or let go): retry with back-off. The same refusal
+ * again is logged at debug level only, so a missing export does not flood
+ * the log.
+ */
+static void import_refused(struct import *im, const char *code, const char *reason)
+{
+	char why[sizeof(im->last_error)];
+
+	snprintf(why, sizeof(why), "%s: %s", code, reason);
+	if (strcmp(why, im->last_error) != 0) {
+		log_warnx("import %s: %s refused: %s", im->cfg->name, im->cfg->source, why);
+		snprintf(im->last_error, sizeof(im->last_error), "%s", why);
+	} else {
+		log_debug("import %s: refused again: %s", im->cfg->name, why);
+	}
+	import_fsm(im, IMPORT_REFUSED, im->last_error);
+	vb_timer_arm(im->retry, im->retry_ns);
+	im->retry_ns = VB_MIN(im->retry_ns * 2, IMPORT_RETRY_MAX_NS);
 }
 
 static void import_on_msg(void *arg, const struct wire_msg *m)
@@ -597,16 +621,10 @@ static void import_on_msg(void *arg, const struct wire_msg *m)
 		}
 		break;
 	case WIRE_ERROR:
-		snprintf(im->last_error, sizeof(im->last_error), "%s: %s",
-		         wire_error_name(m->u.error.code), m->u.error.reason);
-		log_warnx("import %s: %s refused: %s", im->cfg->name, im->cfg->source,
-		          im->last_error);
-		import_fsm(im, IMPORT_REFUSED, im->last_error);
-		vb_timer_arm(im->retry, IMPORT_RETRY_NS);
+		import_refused(im, wire_error_name(m->u.error.code), m->u.error.reason);
 		break;
 	case WIRE_DETACH:
-		import_fsm(im, IMPORT_REFUSED, "exporter detached");
-		vb_timer_arm(im->retry, IMPORT_RETRY_NS);
+		import_refused(im, "DETACH", "the exporter detached the device");
 		break;
 	default:
 		link_drop(im->link, "import %s: unexpected %s", im->cfg->name,
@@ -655,6 +673,7 @@ struct import *import_new(struct node *n, const struct vb_import *cfg)
 	im->node = n;
 	im->cfg = cfg;
 	im->chan = -1;
+	im->retry_ns = IMPORT_RETRY_MIN_NS;
 	for (unsigned q = 0; q < VU_DEV_MAX_QUEUES; q++) {
 		im->q[q].im = im;
 		im->q[q].index = q;

@@ -247,12 +247,41 @@ static void link_on_link_msg(struct link *l, const struct wire_msg *m)
 	}
 }
 
+/* Who may send a device message: the importer (to accepted links) or the exporter. */
+#define FROM_IMPORTER 1u
+#define FROM_EXPORTER 2u
+
+static const uint8_t chan_msg_senders[WIRE_TYPE_MAX] = {
+    [WIRE_ATTACH] = FROM_IMPORTER,
+    [WIRE_ATTACH_OK] = FROM_EXPORTER,
+    [WIRE_DETACH] = FROM_IMPORTER | FROM_EXPORTER,
+    [WIRE_FEATURES] = FROM_IMPORTER,
+    [WIRE_QUEUE_START] = FROM_IMPORTER,
+    [WIRE_QUEUE_STOP] = FROM_IMPORTER,
+    [WIRE_RESET] = FROM_IMPORTER,
+    [WIRE_STATUS] = FROM_IMPORTER,
+    [WIRE_REQUEST] = FROM_IMPORTER,
+    [WIRE_COMPLETION] = FROM_EXPORTER,
+    [WIRE_ACK] = FROM_IMPORTER,
+    [WIRE_CONFIG_GET] = FROM_IMPORTER,
+    [WIRE_CONFIG] = FROM_EXPORTER,
+    [WIRE_CONFIG_SET] = FROM_IMPORTER,
+    [WIRE_CONFIG_CHANGED] = FROM_EXPORTER,
+    [WIRE_ERROR] = FROM_IMPORTER | FROM_EXPORTER,
+};
+
 static void link_on_chan_msg(struct link *l, const struct wire_msg *m)
 {
+	unsigned peer_role = l->outgoing ? FROM_EXPORTER : FROM_IMPORTER;
 	struct link_chan *ch;
 
 	if (m->chan >= LINK_MAX_CHANS) {
 		link_drop(l, "channel %u out of range", m->chan);
+		return;
+	}
+	if (!(chan_msg_senders[m->type] & peer_role)) {
+		link_drop(l, "%s from the %s side", wire_type_name(m->type),
+		          l->outgoing ? "exporting" : "importing");
 		return;
 	}
 	ch = &l->chans[m->chan];

@@ -7,7 +7,7 @@ set -euo pipefail
 
 PKGS=(
 	build-essential cmake pkg-config
-	libevent-dev libssl-dev libinih-dev libsystemd-dev libcmocka-dev
+	libevent-dev libssl-dev libinih-dev libsystemd-dev libcmocka-dev libjson-c-dev
 	clang-14 libclang-rt-14-dev           # clang-format/libFuzzer/sanitizers
 	qemu-system-x86 qemu-utils            # guest VMs and qemu-storage-daemon
 	busybox-static cpio kmod              # guest initramfs (tests/e2e/guest.sh)

@@ -77,6 +77,7 @@ vblk() {
 	out=$(ip netns exec "$ns" "$VBLK" --socket "$sock" --json "$@" 2>"$log") || {
 		echo "$label: vblk-bench failed:" >&2
 		tail -n 5 "$log" >&2
+		vb_alive "$QSD_PID" || echo "$label: qemu-storage-daemon (pid $QSD_PID) is gone" >&2
 		return 1
 	}
 	while read -r line; do
