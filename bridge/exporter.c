@@ -790,6 +790,11 @@ static int xsess_open_backend(struct xsess *s, char *err, size_t errlen)
 		s->backend_w =
 		    vb_watch_new(s->ex->node->loop, bfd, VB_EV_READ, xsess_on_backend_chan, s);
 	}
+	log_info("export %s: backend %s: features 0x%llx, protocol features 0x%llx of 0x%llx, "
+	         "%u queues, %u config bytes",
+	         cfg->name, cfg->path, (unsigned long long)s->backend_features,
+	         (unsigned long long)s->protocol_features, (unsigned long long)pf, s->num_queues,
+	         s->config_len);
 	s->front_w =
 	    vb_watch_new(s->ex->node->loop, vu_front_fd(s->f), VB_EV_READ, xsess_on_front, s);
 	return 0;
