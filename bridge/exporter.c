@@ -37,9 +37,6 @@
 #define EX_TIMEOUT_MS    3000
 #define EX_BUDGET        256
 #define EX_RING_FEATURES ((1ull << VIRTIO_F_RING_INDIRECT_DESC) | (1ull << VIRTIO_F_RING_EVENT_IDX))
-#define EX_HOP_FEATURES                                                                            \
-	(EX_RING_FEATURES | (1ull << 30) | (1ull << 26) | (1ull << 33) | (1ull << 34) |            \
-	 (1ull << 38) | (1ull << 40))
 #define EX_PROTOCOL_FEATURES                                                                       \
 	((1ull << VU_PF_MQ) | (1ull << VU_PF_REPLY_ACK) | (1ull << VU_PF_CONFIG) |                 \
 	 (1ull << VU_PF_BACKEND_REQ))
@@ -502,7 +499,7 @@ static int xq_setup_backend(struct xq *xq)
 	if ((rc = vu_front_set_vring_call(s->f, xq->index, xq->call_fd)) < 0) {
 		return xsess_front_err(s, "SET_VRING_CALL", rc);
 	}
-	if (s->backend_features & (1ull << 30)) {
+	if (s->backend_features & (1ull << VHOST_USER_F_PROTOCOL_FEATURES)) {
 		if ((rc = vu_front_set_vring_enable(s->f, xq->index, true)) < 0) {
 			return xsess_front_err(s, "SET_VRING_ENABLE", rc);
 		}
@@ -581,7 +578,8 @@ static void xsess_set_features(struct xsess *s, uint64_t f)
 		xq_stop(&s->q[q], true);
 	}
 	s->ring_features = s->backend_features & EX_RING_FEATURES;
-	set = f | s->ring_features | (s->backend_features & (1ull << 30));
+	set =
+	    f | s->ring_features | (s->backend_features & (1ull << VHOST_USER_F_PROTOCOL_FEATURES));
 	if ((rc = vu_front_set_features(s->f, set)) < 0) {
 		xsess_front_err(s, "SET_FEATURES", rc);
 		return;
@@ -756,7 +754,7 @@ static int xsess_open_backend(struct xsess *s, char *err, size_t errlen)
 	if (vu_front_get_features(s->f, &s->backend_features) < 0) {
 		goto front_err;
 	}
-	if (s->backend_features & (1ull << 30)) {
+	if (s->backend_features & (1ull << VHOST_USER_F_PROTOCOL_FEATURES)) {
 		if (vu_front_get_protocol_features(s->f, &pf) < 0 ||
 		    vu_front_set_protocol_features(s->f, pf & EX_PROTOCOL_FEATURES) < 0) {
 			goto front_err;
@@ -914,7 +912,7 @@ void export_attach(struct export *ex, struct link *l, uint32_t chan)
 	}
 	ex->sess = s;
 	ex->attaches++;
-	s->offered = s->backend_features & ~EX_HOP_FEATURES;
+	s->offered = s->backend_features & ~VIRTIO_HOP_FEATURES;
 	m.u.attach_ok.device_id = ex->cfg->device_id;
 	m.u.attach_ok.num_queues = s->num_queues;
 	m.u.attach_ok.max_queue_size = s->max_queue_size;

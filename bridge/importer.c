@@ -29,11 +29,6 @@
 #define IMPORT_RETRY_MAX_NS (60ull * 1000000000ull)
 #define IMPORT_ACK_DELAY_NS (10ull * 1000000ull)
 
-/* Feature bits that only make sense per hop, never end to end (ARCHITECTURE 2). */
-#define HOP_FEATURES                                                                               \
-	((1ull << VIRTIO_F_RING_INDIRECT_DESC) | (1ull << VIRTIO_F_RING_EVENT_IDX) |               \
-	 (1ull << 30) | (1ull << 26) | (1ull << 33) | (1ull << 34) | (1ull << 38) | (1ull << 40))
-
 enum import_state {
 	IMPORT_WAIT_LINK,
 	IMPORT_ATTACHING,
@@ -555,7 +550,7 @@ static void import_on_attach_ok(struct import *im, const struct wire_attach_ok *
 		im->dev = NULL;
 	}
 	im->device_id = a->device_id;
-	im->features = a->features & ~HOP_FEATURES;
+	im->features = a->features & ~VIRTIO_HOP_FEATURES;
 	im->num_queues = a->num_queues;
 	im->max_queue_size = a->max_queue_size;
 	im->config_len = a->config_len;

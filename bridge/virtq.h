@@ -32,6 +32,28 @@
 #define VIRTIO_F_RING_INDIRECT_DESC 28
 #define VIRTIO_F_RING_EVENT_IDX     29
 #define VIRTIO_F_VERSION_1          32
+#define VIRTIO_F_ACCESS_PLATFORM    33 /* no IOTLB: addresses are guest physical */
+#define VIRTIO_F_RING_PACKED        34 /* split rings only */
+#define VIRTIO_F_IN_ORDER           35 /* chains complete in the order the link returns them */
+#define VIRTIO_F_ORDER_PLATFORM     36
+#define VIRTIO_F_SR_IOV             37
+#define VIRTIO_F_NOTIFICATION_DATA  38 /* kicks are plain eventfd counters */
+#define VIRTIO_F_RING_RESET         40 /* no per-queue reset message in vhost-user 7.2 */
+#define VHOST_F_LOG_ALL_BIT         26
+#define VHOST_USER_F_PROTOCOL_BIT   30
+
+/*
+ * Feature bits that belong to one hop (ring layout, notification, vhost-user
+ * transport) and are never carried end to end (ARCHITECTURE section 2): each
+ * hop negotiates its own, and what no hop can honour is never offered.
+ */
+#define VIRTIO_HOP_FEATURES                                                                        \
+	((1ull << VIRTIO_F_RING_INDIRECT_DESC) | (1ull << VIRTIO_F_RING_EVENT_IDX) |               \
+	 (1ull << VHOST_USER_F_PROTOCOL_BIT) | (1ull << VHOST_F_LOG_ALL_BIT) |                     \
+	 (1ull << VIRTIO_F_ACCESS_PLATFORM) | (1ull << VIRTIO_F_RING_PACKED) |                     \
+	 (1ull << VIRTIO_F_IN_ORDER) | (1ull << VIRTIO_F_ORDER_PLATFORM) |                         \
+	 (1ull << VIRTIO_F_SR_IOV) | (1ull << VIRTIO_F_NOTIFICATION_DATA) |                        \
+	 (1ull << VIRTIO_F_RING_RESET))
 
 struct vring_desc {
 	uint64_t addr;

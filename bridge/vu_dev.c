@@ -39,19 +39,12 @@
 #define VU_DEV_LISTEN_BACKLOG   4
 #define VU_DEV_ACCEPT_RETRY_NS  1000000000ull /* after EMFILE and the like */
 
-/* Transport feature bits (virtio 1.2, section 6) this endpoint cannot honour. */
-#define VU_F_ACCESS_PLATFORM   33 /* no IOTLB: addresses are guest physical */
-#define VU_F_RING_PACKED       34 /* split rings only */
-#define VU_F_IN_ORDER          35 /* chains complete in the order the link returns them */
-#define VU_F_NOTIFICATION_DATA 38 /* kicks are plain eventfd counters */
-#define VU_F_RING_RESET        40 /* no per-queue reset message in vhost-user 7.2 */
-
 #define BIT64(n) (1ull << (n))
 
+/* Transport feature bits (virtio 1.2, section 6): those we offer per hop, and the rest we strip. */
 #define VU_RING_FEATURES (BIT64(VIRTIO_F_RING_INDIRECT_DESC) | BIT64(VIRTIO_F_RING_EVENT_IDX))
 #define VU_UNSUPPORTED_FEATURES                                                                    \
-	(BIT64(VHOST_F_LOG_ALL) | BIT64(VU_F_ACCESS_PLATFORM) | BIT64(VU_F_RING_PACKED) |          \
-	 BIT64(VU_F_IN_ORDER) | BIT64(VU_F_NOTIFICATION_DATA) | BIT64(VU_F_RING_RESET))
+	(VIRTIO_HOP_FEATURES & ~VU_RING_FEATURES & ~BIT64(VHOST_USER_F_PROTOCOL_FEATURES))
 
 /* STATUS (16) is deliberately absent: SET/GET_STATUS are then rejected. */
 #define VU_PROTOCOL_OFFERED                                                                        \
