@@ -104,7 +104,7 @@ run_raw() {
 	out=$(ip netns exec "$VB_NS_B" "$TCPB" stream --connect "$VB_IP_A:$PORT_RAW" --size 64k \
 		--seconds "$SECS" --json) && record raw:stream "$out" || return 1
 	out=$(ip netns exec "$VB_NS_B" "$TCPB" pingpong --connect "$VB_IP_A:$PORT_RAW" \
-		--request 64 --reply 4096 --count 20000 --warmup 500 --json) &&
+		--request 64 --reply 4096 --count 1000000000 --seconds "$SECS" --warmup 500 --json) &&
 		record raw:pingpong "$out" || return 1
 	vb_stop "$srv"
 	command -v iperf3 >/dev/null || return 0
