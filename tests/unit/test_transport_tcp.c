@@ -13,6 +13,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,6 +51,13 @@ static void run_until(bool (*done)(void *), void *arg, unsigned ms)
 static void run_for(unsigned ms)
 {
 	run_until(NULL, NULL, ms);
+}
+
+/* Runs what is ready now: on loopback a write has reached the peer when send() returns. */
+static void run_ready(void)
+{
+	event_base_loop(vb_loop_base(loop), EVLOOP_NONBLOCK);
+	event_base_loop(vb_loop_base(loop), EVLOOP_NONBLOCK);
 }
 
 /* --- messages: [u32 len][u32 seq][pattern of (seq, offset)] ------------------------------- */
@@ -109,6 +117,8 @@ struct ep {
 	size_t nsizes, sent; /* sender: sizes[sent..] still to send */
 	bool echo;           /* send each message back; pause while not writable */
 	uint32_t pause_at;   /* pause_rx(1) from on_message once rx reaches this (0: never) */
+	uint32_t bounce_at;  /* pause_rx(1) then pause_rx(0) from on_message at this rx */
+	bool pause_every;    /* pause_rx(1) from every on_message */
 	bool close_on_msg, close_on_down, close_on_writable, close_on_accept;
 };
 
@@ -147,6 +157,13 @@ static void on_message(struct transport *t, const uint8_t *buf, size_t len, void
 		}
 	}
 	if (e->pause_at && e->rx == e->pause_at) {
+		transport_pause_rx(t, 1);
+	}
+	if (e->bounce_at && e->rx == e->bounce_at) {
+		transport_pause_rx(t, 1);
+		transport_pause_rx(t, 0);
+	}
+	if (e->pause_every) {
 		transport_pause_rx(t, 1);
 	}
 	if (e->close_on_msg) {
@@ -262,6 +279,8 @@ static void pair_open_raw(struct pair *p, const struct transport_params *tp)
 	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	p->raw = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	assert_true(p->raw >= 0);
+	/* Without Nagle each small write leaves at once, so the pieces arrive as written. */
+	assert_int_equal(setsockopt(p->raw, IPPROTO_TCP, TCP_NODELAY, &(int){1}, sizeof(int)), 0);
 	assert_int_equal(connect(p->raw, (struct sockaddr *)&sin, sizeof(sin)), 0);
 	run_until(pair_ready, p, 3000);
 	assert_non_null(p->srv.t);
@@ -765,6 +784,263 @@ static void test_pause_resume(void **state)
 	pair_close(&p);
 }
 
+/* sizes[i] bytes of message seq first_seq + i, back to back, as one stream. */
+static uint8_t *stream_make(const size_t *sizes, size_t n, uint32_t first_seq, size_t *total)
+{
+	size_t off = 0, i;
+	uint8_t *buf, *m;
+
+	*total = 0;
+	for (i = 0; i < n; i++) {
+		*total += sizes[i];
+	}
+	buf = malloc(*total);
+	assert_non_null(buf);
+	for (i = 0; i < n; i++) {
+		m = msg_make(sizes[i], first_seq + (uint32_t)i);
+		memcpy(buf + off, m, sizes[i]);
+		off += sizes[i];
+		free(m);
+	}
+	return buf;
+}
+
+/* Writes in pieces of `piece` bytes, letting the link read after each. */
+static void raw_write_pieces(struct pair *p, const uint8_t *buf, size_t len, size_t piece)
+{
+	size_t off, n;
+
+	for (off = 0; off < len; off += n) {
+		n = VB_MIN(piece, len - off);
+		raw_write(p, buf + off, n);
+		event_base_loop(vb_loop_base(loop), EVLOOP_NONBLOCK);
+	}
+}
+
+/*
+ * Messages larger than the receive buffer make it grow (with a partial
+ * message already in it, as the odd piece size splits them anywhere); a run
+ * of small ones lets it shrink; large ones after that grow it again. Order,
+ * bytes and stats must survive every resize.
+ */
+static void test_rx_buffer_growth(void **state)
+{
+	const struct transport_params tp = {.max_msg = 2 * MIB, .tx_high_water = 256 * 1024};
+	/* Around 64 KiB (the first buffer) and at max_msg; then 80 small ones, then large again. */
+	static const size_t head[] = {100, 70000, 12, 2 * MIB, 65535, 65536, 65537, 13, 2 * MIB};
+	static const size_t pieces[] = {100003, 65536, 4093, 1 * MIB + 1};
+	static size_t sizes[200];
+	struct transport_stats st;
+	size_t n = 0, total, i, k;
+	struct pair p;
+	uint8_t *buf;
+
+	for (i = 0; i < ARRAY_SIZE(head); i++) {
+		sizes[n++] = head[i];
+	}
+	for (i = 0; i < 80; i++) {
+		sizes[n++] = TRANSPORT_MIN_MSG + i * 97;
+	}
+	sizes[n++] = 300000;
+	sizes[n++] = 12;
+	sizes[n++] = 2 * MIB - 1;
+	sizes[n++] = 70000;
+	buf = stream_make(sizes, n, 0, &total);
+
+	for (k = 0; k < ARRAY_SIZE(pieces); k++) {
+		pair_open_raw(&p, &tp);
+		p.srv.sizes = sizes;
+		p.srv.nsizes = n;
+		raw_write_pieces(&p, buf, total, pieces[k]);
+		run_until(srv_rx_n, &p, 10000);
+		assert_int_equal(p.srv.rx, n);
+		assert_int_equal(p.srv.errors, 0);
+		assert_int_equal(p.srv.downs, 0);
+		transport_get_stats(p.srv.t, &st);
+		assert_int_equal(st.rx_msgs, n);
+		assert_int_equal(st.rx_bytes, total);
+		pair_close(&p);
+	}
+	free(buf);
+}
+
+static bool srv_rx_any(void *arg)
+{
+	return ((struct pair *)arg)->srv.rx > 0;
+}
+
+/* Many small messages in one segment are all delivered by the wakeup that reads them. */
+static void test_many_small_one_read(void **state)
+{
+	enum { N = 1000 };
+	static size_t sizes[N];
+	size_t total, i;
+	struct pair p;
+	uint8_t *buf;
+
+	for (i = 0; i < N; i++) {
+		sizes[i] = TRANSPORT_MIN_MSG + i % 40;
+	}
+	buf = stream_make(sizes, N, 0, &total);
+	assert_true(total < 64 * 1024); /* one segment on loopback, one read */
+	pair_open_raw(&p, &params_default);
+	p.srv.sizes = sizes;
+	raw_write(&p, buf, total);
+	run_until(srv_rx_any, &p, 2000);
+	assert_int_equal(p.srv.rx, N);
+	assert_int_equal(p.srv.errors, 0);
+	assert_int_equal(p.srv.downs, 0);
+	free(buf);
+	pair_close(&p);
+}
+
+/*
+ * One byte per write: every split of a prefix and of a body. A message is
+ * delivered by the byte that completes it, not before; a bad prefix drops
+ * the link on its fourth byte, not before.
+ */
+static void test_split_every_byte(void **state)
+{
+	static const size_t sizes[] = {16, 12, 20, 13};
+	static const struct {
+		uint32_t prefix;
+		bool drop;
+	} tails[] = {
+	    {11, true}, {MIB + 1, true}, {0xffffffffu, true}, {0x01000000u, true}, {300, false},
+	};
+	size_t total, i, t, done, want;
+	uint8_t *buf, hdr[4];
+	struct pair p;
+
+	buf = stream_make(sizes, ARRAY_SIZE(sizes), 0, &total);
+	for (t = 0; t < ARRAY_SIZE(tails); t++) {
+		pair_open_raw(&p, &params_default);
+		p.srv.sizes = sizes;
+		for (i = 0, done = 0, want = 0; i < total; i++) {
+			raw_write(&p, buf + i, 1);
+			if (i + 1 == done + sizes[want]) {
+				done += sizes[want++];
+				p.srv.nsizes = want;
+				run_until(srv_rx_n, &p, 2000);
+			} else {
+				run_ready();
+			}
+			assert_int_equal(p.srv.rx, want);
+		}
+		assert_int_equal(p.srv.errors, 0);
+		put_le32(hdr, tails[t].prefix);
+		for (i = 0; i < 3; i++) {
+			raw_write(&p, hdr + i, 1);
+			run_ready();
+			assert_int_equal(p.srv.downs, 0);
+		}
+		raw_write(&p, hdr + 3, 1);
+		run_until(srv_down, &p, tails[t].drop ? 2000 : 50);
+		assert_int_equal(p.srv.downs, tails[t].drop ? 1 : 0);
+		assert_int_equal(p.srv.rx, ARRAY_SIZE(sizes));
+		pair_close(&p);
+	}
+	free(buf);
+}
+
+static bool srv_rx_or_down(void *arg)
+{
+	struct pair *p = arg;
+
+	return p->srv.rx >= p->srv.nsizes || p->srv.downs;
+}
+
+/*
+ * Pausing inside on_message holds every message already buffered behind
+ * it, and the peer's FIN behind them; each resume delivers from the buffer
+ * without new data; pause and resume in one upcall changes nothing.
+ */
+static void test_pause_in_message_buffered(void **state)
+{
+	enum { N = 20 };
+	static size_t sizes[N + 1];
+	size_t total, i;
+	struct pair p;
+	uint8_t *buf;
+
+	for (i = 0; i < N; i++) {
+		sizes[i] = 100 + i;
+	}
+	sizes[N] = 200000;
+	buf = stream_make(sizes, N + 1, 0, &total);
+
+	/* One message per resume, then the FIN once all are delivered. */
+	pair_open_raw(&p, &params_default);
+	p.srv.sizes = sizes;
+	p.srv.pause_every = true;
+	raw_write(&p, buf, total - sizes[N]);
+	shutdown(p.raw, SHUT_WR);
+	run_for(50);
+	assert_int_equal(p.srv.rx, 1);
+	for (i = 2; i <= N; i++) {
+		transport_pause_rx(p.srv.t, 0);
+		run_for(5);
+		assert_int_equal(p.srv.rx, i);
+		assert_int_equal(p.srv.downs, 0);
+	}
+	transport_pause_rx(p.srv.t, 0);
+	run_until(srv_down, &p, 2000);
+	assert_int_equal(p.srv.rx, N);
+	assert_int_equal(p.srv.downs, 1);
+	assert_null(strstr(p.srv.reason, "mid-message"));
+	assert_int_equal(p.srv.errors, 0);
+	pair_close(&p);
+
+	/* Paused at 3 with a partial large message buffered too; its rest arrives later. */
+	pair_open_raw(&p, &params_default);
+	p.srv.sizes = sizes;
+	p.srv.pause_at = 3;
+	raw_write(&p, buf, total - 1000);
+	run_for(50);
+	assert_int_equal(p.srv.rx, 3);
+	transport_pause_rx(p.srv.t, 0);
+	p.srv.nsizes = N;
+	run_until(srv_rx_or_down, &p, 2000);
+	run_for(20);
+	assert_int_equal(p.srv.rx, N);
+	raw_write(&p, buf + total - 1000, 1000);
+	p.srv.nsizes = N + 1;
+	run_until(srv_rx_or_down, &p, 2000);
+	assert_int_equal(p.srv.rx, N + 1);
+	assert_int_equal(p.srv.errors, 0);
+	assert_int_equal(p.srv.downs, 0);
+	pair_close(&p);
+
+	/* Pause and resume inside one upcall: delivery goes on. */
+	pair_open_raw(&p, &params_default);
+	p.srv.sizes = sizes;
+	p.srv.bounce_at = 2;
+	p.srv.nsizes = N;
+	raw_write(&p, buf, total - sizes[N]);
+	run_until(srv_rx_or_down, &p, 2000);
+	assert_int_equal(p.srv.rx, N);
+	assert_int_equal(p.srv.errors, 0);
+	pair_close(&p);
+
+	/* Paused from outside: messages, a partial one and the FIN wait; then DOWN mid-message. */
+	pair_open_raw(&p, &params_default);
+	p.srv.sizes = sizes;
+	transport_pause_rx(p.srv.t, 1);
+	raw_write(&p, buf, total - 1000);
+	shutdown(p.raw, SHUT_WR);
+	run_for(50);
+	assert_int_equal(p.srv.rx, 0);
+	assert_int_equal(p.srv.downs, 0);
+	transport_pause_rx(p.srv.t, 0);
+	run_until(srv_down, &p, 2000);
+	assert_int_equal(p.srv.rx, N);
+	assert_int_equal(p.srv.downs, 1);
+	assert_non_null(strstr(p.srv.reason, "mid-message"));
+	assert_int_equal(p.srv.errors, 0);
+	pair_close(&p);
+	free(buf);
+}
+
 static void test_send_errors(void **state)
 {
 	const struct transport_params tp = {.max_msg = 65536, .tx_high_water = 65536};
@@ -942,12 +1218,22 @@ static int group_teardown(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_parse_hostport),    cmocka_unit_test(test_bad_uri_and_params),
-	    cmocka_unit_test(test_listener_uri),      cmocka_unit_test(test_roundtrip_sizes),
-	    cmocka_unit_test(test_many_in_one_write), cmocka_unit_test(test_bad_prefix),
-	    cmocka_unit_test(test_peer_close),        cmocka_unit_test(test_backpressure),
-	    cmocka_unit_test(test_pause_resume),      cmocka_unit_test(test_send_errors),
-	    cmocka_unit_test(test_connect_refused),   cmocka_unit_test(test_close_in_upcall),
+	    cmocka_unit_test(test_parse_hostport),
+	    cmocka_unit_test(test_bad_uri_and_params),
+	    cmocka_unit_test(test_listener_uri),
+	    cmocka_unit_test(test_roundtrip_sizes),
+	    cmocka_unit_test(test_many_in_one_write),
+	    cmocka_unit_test(test_bad_prefix),
+	    cmocka_unit_test(test_peer_close),
+	    cmocka_unit_test(test_backpressure),
+	    cmocka_unit_test(test_pause_resume),
+	    cmocka_unit_test(test_send_errors),
+	    cmocka_unit_test(test_connect_refused),
+	    cmocka_unit_test(test_close_in_upcall),
+	    cmocka_unit_test(test_rx_buffer_growth),
+	    cmocka_unit_test(test_many_small_one_read),
+	    cmocka_unit_test(test_split_every_byte),
+	    cmocka_unit_test(test_pause_in_message_buffered),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);

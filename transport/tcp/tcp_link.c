@@ -6,6 +6,24 @@
  * in, before waiting for (or allocating) the body, so a hostile length drops
  * the link without a large allocation (adversarial case 33).
  *
+ * Receive path: the bufferevent only writes (and connects); reading is our
+ * own persistent EV_READ event on the same fd (libevent's epoll changelist
+ * merges the two into one registration). libevent 2.1 reads at most 4 KiB
+ * per evbuffer_read() and once per loop iteration, and evbuffer_pullup()
+ * copies messages that span chains; here recv(2) fills one contiguous
+ * buffer with up to TCP_READ_MAX per call and TCP_RX_BUDGET per wakeup
+ * (then other fds get a turn; epoll is level-triggered, so the rest waits
+ * for the next iteration), and on_message() gets a pointer into it.
+ *
+ * The buffer starts at TCP_RX_INIT and grows only when a prefix, already
+ * range-checked, announces a message that cannot fit; the most it reaches
+ * is max_msg + TCP_RX_AHEAD. It shrinks back to TCP_RX_INIT after
+ * TCP_RX_SHRINK_AFTER messages in a row that fit TCP_RX_INIT, as soon as
+ * the partial message left at the front fits too: one large message does
+ * not pin its buffer for the life of the link (an idle bridge link still
+ * carries pings, which count), and a stream of large messages, or large
+ * ones mixed with a few small, does not reallocate per message.
+ *
  * Re-entrancy: every libevent callback into a link runs between
  * tcp_link_enter() and tcp_link_leave(). transport_close() from inside an
  * upcall only marks the link and detaches it from libevent; the outermost
@@ -41,7 +59,12 @@
 #define TCP_CONNECT_TIMEOUT_S 10
 #define TCP_LISTEN_BACKLOG    64
 #define TCP_ACCEPT_RETRY_S    1
-#define TCP_READ_MAX          (256 * 1024) /* per read(2); libevent's default is 16 KiB */
+#define TCP_WRITE_MAX         (256 * 1024)  /* per writev(2); libevent's default is 16 KiB */
+#define TCP_READ_MAX          (256 * 1024)  /* per recv(2), bounded by the free space */
+#define TCP_RX_BUDGET         (1024 * 1024) /* per wakeup, for fairness between links */
+#define TCP_RX_INIT           (128 * 1024)  /* a 64 KiB request with its header fits */
+#define TCP_RX_AHEAD          (64 * 1024)   /* room beyond a large message when growing */
+#define TCP_RX_SHRINK_AFTER   16
 #define TCP_PREFIX_LEN        4
 
 enum tcp_link_state {
@@ -62,6 +85,10 @@ struct tcp_link {
 	struct bufferevent *bev;
 	struct event *start_ev; /* outgoing: resolve and connect from the loop */
 	struct event *proc_ev;  /* delivers input left buffered while paused */
+	struct event *rx_ev;    /* EV_READ on the socket while UP and not paused */
+	uint8_t *rx_buf;        /* [rx_head, rx_tail) received, not yet delivered */
+	size_t rx_cap, rx_head, rx_tail;
+	unsigned rx_small_run; /* messages in a row that fit TCP_RX_INIT */
 	struct addrinfo *ai_list, *ai_next;
 	struct transport_hostport hp;
 	size_t max_msg;
@@ -155,7 +182,7 @@ static int tcp_resolve(const struct transport_hostport *hp, int passive, struct 
 
 /* --- links --------------------------------------------------------------------------------- */
 
-static void tcp_read_cb(struct bufferevent *bev, void *arg);
+static void tcp_rx_cb(evutil_socket_t fd, short what, void *arg);
 static void tcp_write_cb(struct bufferevent *bev, void *arg);
 static void tcp_event_cb(struct bufferevent *bev, short what, void *arg);
 static void tcp_proc_cb(evutil_socket_t fd, short what, void *arg);
@@ -179,15 +206,29 @@ static struct tcp_link *tcp_link_new(struct event_base *evb, const struct transp
 	return l;
 }
 
+/* The read event first: freeing the bev closes the fd it watches. */
+static void tcp_link_release_io(struct tcp_link *l)
+{
+	if (l->rx_ev) {
+		event_free(l->rx_ev);
+		l->rx_ev = NULL;
+	}
+	free(l->rx_buf);
+	l->rx_buf = NULL;
+	l->rx_cap = l->rx_head = l->rx_tail = 0;
+	if (l->bev) {
+		bufferevent_free(l->bev);
+		l->bev = NULL;
+	}
+}
+
 static void tcp_link_free(struct tcp_link *l)
 {
 	if (l->start_ev) {
 		event_free(l->start_ev);
 	}
 	event_free(l->proc_ev);
-	if (l->bev) {
-		bufferevent_free(l->bev);
-	}
+	tcp_link_release_io(l);
 	if (l->ai_list) {
 		freeaddrinfo(l->ai_list);
 	}
@@ -198,11 +239,34 @@ static void tcp_link_free(struct tcp_link *l)
 static void tcp_link_attach(struct tcp_link *l, struct bufferevent *bev)
 {
 	l->bev = bev;
-	bufferevent_setcb(bev, tcp_read_cb, tcp_write_cb, tcp_event_cb, l);
+	bufferevent_setcb(bev, NULL, tcp_write_cb, tcp_event_cb, l);
 	/* The write callback runs when output is at or below low: writable is queued < hw. */
 	bufferevent_setwatermark(bev, EV_WRITE, l->tx_high_water - 1, 0);
-	bufferevent_set_max_single_read(bev, TCP_READ_MAX);
-	bufferevent_set_max_single_write(bev, TCP_READ_MAX);
+	bufferevent_set_max_single_write(bev, TCP_WRITE_MAX);
+}
+
+/* The receive side of an established link: its read event and buffer. 0 or -ENOMEM. */
+static int tcp_rx_init(struct tcp_link *l)
+{
+	l->rx_ev = event_new(l->evb, bufferevent_getfd(l->bev), EV_READ | EV_PERSIST, tcp_rx_cb, l);
+	l->rx_buf = malloc(TCP_RX_INIT);
+	if (!l->rx_ev || !l->rx_buf) {
+		return -ENOMEM;
+	}
+	l->rx_cap = TCP_RX_INIT;
+	return 0;
+}
+
+static bool tcp_rx_active(const struct tcp_link *l)
+{
+	return l->state == TCP_UP && !l->paused && !l->closed;
+}
+
+static void tcp_rx_arm(struct tcp_link *l)
+{
+	if (l->rx_ev && tcp_rx_active(l)) {
+		event_add(l->rx_ev, NULL);
+	}
 }
 
 static void tcp_link_enter(struct tcp_link *l)
@@ -218,9 +282,8 @@ static void tcp_link_leave(struct tcp_link *l)
 	}
 	if (l->closed) {
 		tcp_link_free(l);
-	} else if (l->state == TCP_DOWN && l->bev) {
-		bufferevent_free(l->bev);
-		l->bev = NULL;
+	} else if (l->state == TCP_DOWN) {
+		tcp_link_release_io(l);
 	}
 }
 
@@ -256,6 +319,9 @@ static void tcp_link_down(struct tcp_link *l, const char *fmt, ...)
 		bufferevent_disable(l->bev, EV_READ | EV_WRITE);
 		bufferevent_setcb(l->bev, NULL, NULL, NULL, NULL);
 	}
+	if (l->rx_ev) {
+		event_del(l->rx_ev);
+	}
 	event_del(l->proc_ev);
 	tcp_upcall_state(l, TRANSPORT_DOWN, l->reason);
 }
@@ -267,21 +333,19 @@ static int tcp_frame_check(uint32_t len, size_t max_msg)
 }
 
 /*
- * Delivers each whole buffered message, contiguous, then drains it; leaves a
- * partial tail for the next read. Stops on pause, close or a bad prefix.
+ * Delivers each whole buffered message in place. A message is consumed
+ * before its upcall, so a pause or close inside it leaves exactly the rest
+ * queued. Stops on pause, close, a bad prefix or a partial tail; moving
+ * bytes is left to tcp_rx_room(), never done while a message is out.
  */
 static void tcp_link_process(struct tcp_link *l)
 {
-	struct evbuffer *in = bufferevent_get_input(l->bev);
-	uint8_t hdr[TCP_PREFIX_LEN];
 	const uint8_t *msg;
 	uint32_t len;
 
-	while (l->state == TCP_UP && !l->paused && !l->closed) {
-		if (evbuffer_copyout(in, hdr, sizeof(hdr)) < (ev_ssize_t)sizeof(hdr)) {
-			return;
-		}
-		len = get_le32(hdr);
+	while (tcp_rx_active(l) && l->rx_tail - l->rx_head >= TCP_PREFIX_LEN) {
+		msg = l->rx_buf + l->rx_head;
+		len = get_le32(msg);
 		if (tcp_frame_check(len, l->max_msg) < 0) {
 			log_warnx("tcp link %s: frame length %" PRIu32 " outside %u..%zu",
 			          l->base.peer, len, TRANSPORT_MIN_MSG, l->max_msg);
@@ -289,32 +353,132 @@ static void tcp_link_process(struct tcp_link *l)
 			              TRANSPORT_MIN_MSG, l->max_msg);
 			return;
 		}
-		if (evbuffer_get_length(in) < len) {
+		if (l->rx_tail - l->rx_head < len) {
 			return;
 		}
-		msg = evbuffer_pullup(in, len);
-		if (!msg) {
-			tcp_link_down(l, "no memory for a %" PRIu32 "-byte message", len);
-			return;
+		l->rx_head += len;
+		if (len > TCP_RX_INIT) {
+			l->rx_small_run = 0;
+		} else if (l->rx_small_run < TCP_RX_SHRINK_AFTER) {
+			l->rx_small_run++;
 		}
 		l->st.rx_msgs++;
 		l->st.rx_bytes += len;
 		if (l->base.up && l->base.up->on_message) {
 			l->base.up->on_message(&l->base, msg, len, l->base.arg);
 		}
-		if (l->closed) {
-			return;
-		}
-		evbuffer_drain(in, len);
 	}
 }
 
-static void tcp_read_cb(struct bufferevent *bev, void *arg)
+/* Sets the capacity to cap (at least what is buffered); 0 or -ENOMEM, the old buffer kept. */
+static int tcp_rx_resize(struct tcp_link *l, size_t cap)
+{
+	uint8_t *b = realloc(l->rx_buf, cap);
+
+	if (!b) {
+		return -ENOMEM;
+	}
+	l->rx_buf = b;
+	l->rx_cap = cap;
+	return 0;
+}
+
+/*
+ * Makes room behind the undelivered bytes, which are at most one partial
+ * message whose prefix, if complete, tcp_link_process() has checked: the
+ * tail moves to the front, and the buffer grows to hold the announced
+ * length, or shrinks (see the top of the file). Returns the free space
+ * (> 0) or -ENOMEM.
+ */
+static ssize_t tcp_rx_room(struct tcp_link *l)
+{
+	size_t have = l->rx_tail - l->rx_head;
+	size_t need = TCP_PREFIX_LEN;
+
+	if (have >= TCP_PREFIX_LEN) {
+		need = get_le32(l->rx_buf + l->rx_head);
+	}
+	if (l->rx_head > 0) {
+		memmove(l->rx_buf, l->rx_buf + l->rx_head, have);
+		l->rx_head = 0;
+		l->rx_tail = have;
+	}
+	if (need > l->rx_cap) {
+		/* need <= max_msg (checked), so the buffer stays under max_msg + TCP_RX_AHEAD. */
+		if (tcp_rx_resize(l, need + TCP_RX_AHEAD) < 0) {
+			return -ENOMEM;
+		}
+	} else if (need <= TCP_RX_INIT && l->rx_cap > TCP_RX_INIT &&
+	           l->rx_small_run >= TCP_RX_SHRINK_AFTER) {
+		/* realloc keeps the partial message; if it fails the old buffer stays. */
+		tcp_rx_resize(l, TCP_RX_INIT);
+	}
+	return (ssize_t)(l->rx_cap - l->rx_tail);
+}
+
+/* The peer's FIN, seen once every whole message before it was delivered. */
+static void tcp_rx_eof(struct tcp_link *l)
+{
+	size_t left = l->rx_tail - l->rx_head;
+
+	if (left) {
+		tcp_link_down(l, "peer closed the connection mid-message (%zu bytes left)", left);
+	} else {
+		tcp_link_down(l, "peer closed the connection");
+	}
+}
+
+/*
+ * One recv(2) into the free space. 1: it filled what was asked, more may be
+ * waiting; 0: the socket is drained for now; -1: the link went down.
+ */
+static int tcp_rx_read(struct tcp_link *l, size_t *budget)
+{
+	ssize_t room = tcp_rx_room(l);
+	size_t want;
+	ssize_t n;
+
+	if (room < 0) {
+		tcp_link_down(l, "no memory for a %" PRIu32 "-byte message",
+		              get_le32(l->rx_buf + l->rx_head));
+		return -1;
+	}
+	want = VB_MIN((size_t)room, TCP_READ_MAX);
+	do {
+		n = recv(event_get_fd(l->rx_ev), l->rx_buf + l->rx_tail, want, MSG_DONTWAIT);
+	} while (n < 0 && errno == EINTR);
+	if (n > 0) {
+		l->rx_tail += (size_t)n;
+		*budget -= VB_MIN(*budget, (size_t)n);
+		return (size_t)n == want;
+	}
+	if (n == 0) {
+		tcp_rx_eof(l);
+	} else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+		return 0;
+	} else {
+		tcp_link_down(l, "read error: %s", strerror(errno));
+	}
+	return -1;
+}
+
+/*
+ * Whole messages already buffered go first, so a FIN is only read once
+ * they are delivered; then reads alternate with delivery until the socket
+ * is drained, the budget spent, or the owner paused or closed.
+ */
+static void tcp_rx_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct tcp_link *l = arg;
+	size_t budget = TCP_RX_BUDGET;
+	int more = 1;
 
 	tcp_link_enter(l);
 	tcp_link_process(l);
+	while (more > 0 && budget > 0 && tcp_rx_active(l)) {
+		more = tcp_rx_read(l, &budget);
+		tcp_link_process(l);
+	}
 	tcp_link_leave(l);
 }
 
@@ -323,7 +487,7 @@ static void tcp_proc_cb(evutil_socket_t fd, short what, void *arg)
 	struct tcp_link *l = arg;
 
 	tcp_link_enter(l);
-	if (l->bev) {
+	if (l->rx_buf) {
 		tcp_link_process(l);
 	}
 	tcp_link_leave(l);
@@ -351,8 +515,13 @@ static void tcp_link_up(struct tcp_link *l)
 		freeaddrinfo(l->ai_list);
 		l->ai_list = l->ai_next = NULL;
 	}
+	if (tcp_rx_init(l) < 0) {
+		tcp_link_down(l, "no memory for the receive buffer");
+		return;
+	}
 	tcp_link_set_state(l, TCP_UP, "connected");
-	bufferevent_enable(l->bev, l->paused ? EV_WRITE : EV_READ | EV_WRITE);
+	bufferevent_enable(l->bev, EV_WRITE);
+	tcp_rx_arm(l);
 	tcp_upcall_state(l, TRANSPORT_UP, "connected");
 }
 
@@ -442,21 +611,14 @@ static void tcp_event_cb(struct bufferevent *bev, short what, void *arg)
 {
 	struct tcp_link *l = arg;
 	int err = EVUTIL_SOCKET_ERROR();
-	size_t left;
 
 	tcp_link_enter(l);
 	if (l->state == TCP_CONNECTING) {
 		tcp_event_connecting(l, what, err);
 	} else if (what & BEV_EVENT_EOF) {
-		/* Whole messages sent before the FIN are still owed to the owner. */
+		/* Only a write reports this (the bev never reads); whole messages go first. */
 		tcp_link_process(l);
-		left = evbuffer_get_length(bufferevent_get_input(bev));
-		if (left) {
-			tcp_link_down(l, "peer closed the connection mid-message (%zu bytes left)",
-			              left);
-		} else {
-			tcp_link_down(l, "peer closed the connection");
-		}
+		tcp_rx_eof(l);
 	} else if (what & BEV_EVENT_ERROR) {
 		tcp_link_down(l, "%s error: %s", what & BEV_EVENT_READING ? "read" : "write",
 		              strerror(err));
@@ -574,15 +736,15 @@ static void tcp_pause_rx(struct transport *t, int pause)
 	struct tcp_link *l = container_of(t, struct tcp_link, base);
 
 	l->paused = pause != 0;
-	if (l->state != TCP_UP || l->closed || !l->bev) {
+	if (l->state != TCP_UP || l->closed || !l->rx_ev) {
 		return;
 	}
 	if (l->paused) {
-		bufferevent_disable(l->bev, EV_READ);
+		event_del(l->rx_ev);
 		return;
 	}
-	bufferevent_enable(l->bev, EV_READ);
-	/* Whole messages may already sit in the input buffer: no read event would fire. */
+	event_add(l->rx_ev, NULL);
+	/* Whole messages may already sit in the buffer: no read event would fire for them. */
 	event_active(l->proc_ev, EV_READ, 0);
 }
 
@@ -610,6 +772,9 @@ static void tcp_close(struct transport *t)
 		tcp_flush_once(l);
 		bufferevent_disable(l->bev, EV_READ | EV_WRITE);
 		bufferevent_setcb(l->bev, NULL, NULL, NULL, NULL);
+	}
+	if (l->rx_ev) {
+		event_del(l->rx_ev);
 	}
 	event_del(l->proc_ev);
 	if (l->start_ev) {
@@ -649,13 +814,19 @@ static void tcp_accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct
 	}
 	tcp_set_sockopts(fd);
 	tcp_link_attach(l, bev);
+	if (tcp_rx_init(l) < 0) {
+		log_warnx("tcp listener %s: out of memory, dropping a connection", tl->base.uri);
+		tcp_link_free(l); /* the bev closes fd */
+		return;
+	}
 	tcp_sockaddr_uri(sa, (socklen_t)salen, l->base.peer, sizeof(l->base.peer));
 	tcp_link_set_state(l, TCP_UP, "accepted");
 	/* The callback may set upcalls, pause, send or close; tl may be freed by it. */
 	tcp_link_enter(l);
 	tl->cb(&l->base, tl->arg);
 	if (!l->closed) {
-		bufferevent_enable(bev, l->paused ? EV_WRITE : EV_READ | EV_WRITE);
+		bufferevent_enable(bev, EV_WRITE);
+		tcp_rx_arm(l);
 	}
 	tcp_link_leave(l);
 }
