@@ -18,11 +18,12 @@ int vb_parse_size(const char *s, uint64_t *out)
 	unsigned long long v;
 	unsigned shift = 0;
 
-	if (!s || !*s || *s == '-') {
+	/* Decimal digits only: strtoull would also take spaces, signs, 0x and octal. */
+	if (!s || *s < '0' || *s > '9') {
 		return -EINVAL;
 	}
 	errno = 0;
-	v = strtoull(s, &end, 0);
+	v = strtoull(s, &end, 10);
 	if (errno || end == s) {
 		return -EINVAL;
 	}
