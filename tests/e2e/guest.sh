@@ -49,6 +49,13 @@ newest_deb() {
 kernel_deb() {
 	local pkg deb
 	pkg=$(kernel_pkg)
+	# A machine with every package installed may still have no (or stale)
+	# package lists: refresh them once before giving up on apt.
+	if [[ -z $pkg && -z $(newest_deb 'linux-image-*-amd64_*.deb') ]]; then
+		log "apt-cache knows no kernel package; running apt-get update"
+		apt-get update -q >&2 || true
+		pkg=$(kernel_pkg)
+	fi
 	if [[ -z $pkg ]]; then
 		deb=$(newest_deb 'linux-image-*-amd64_*.deb')
 		[[ -n $deb ]] || die "apt-cache names no linux-image-*-amd64 and none is cached"
@@ -60,7 +67,13 @@ kernel_deb() {
 	if [[ -z $deb ]]; then
 		log "downloading $pkg"
 		mkdir -p "$CACHE/deb"
-		(cd "$CACHE/deb" && apt-get download -q -o APT::Sandbox::User=root "$pkg" >&2) || die "apt-get download $pkg failed"
+		if ! (cd "$CACHE/deb" && apt-get download -q -o APT::Sandbox::User=root "$pkg" >&2); then
+			log "apt-get download $pkg failed; refreshing the package lists once"
+			apt-get update -q >&2 || true
+			pkg=$(kernel_pkg)
+			(cd "$CACHE/deb" && apt-get download -q -o APT::Sandbox::User=root "$pkg" >&2) ||
+				die "apt-get download $pkg failed"
+		fi
 		deb=$(newest_deb "${pkg}_*.deb")
 	fi
 	echo "$deb"
