@@ -258,6 +258,15 @@ vb_wait_for_socket() {
 	done
 }
 
+# vb_stop_clean PID NAME: SIGTERM must end a daemon cleanly (exit status 0;
+# in a sanitizer build a memory error or leak found at exit fails it too).
+vb_stop_clean() {
+	local rc=0
+	kill -TERM "$1" 2>/dev/null
+	vb_wait "$1" || rc=$?
+	[[ $rc -eq 0 ]] || vb_fail "$2 exited with status $rc after SIGTERM"
+}
+
 # vb_guest: set VB_KERNEL and VB_INITRD, building the guest once (guest.sh).
 vb_guest() {
 	local out

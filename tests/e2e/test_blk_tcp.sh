@@ -117,14 +117,6 @@ print("counters: link tx %d B rx %d B; %s" % (last["links"][0]["tx_bytes"], last
 PY
 }
 
-# stop_daemon PID NAME: SIGTERM must end it cleanly (exit 0).
-stop_daemon() {
-	local rc=0
-	kill -TERM "$1" 2>/dev/null
-	vb_wait "$1" || rc=$?
-	[[ $rc -eq 0 ]] || vb_fail "$2 exited with status $rc after SIGTERM"
-}
-
 run_case() {
 	local name=$1 ndisks=$2 numq=$3 log t0 rc=0 i imgs=() sampler
 	QSD_PIDS=() SOCKS=()
@@ -146,8 +138,8 @@ run_case() {
 		say "vbridgectl status on ECU A:"
 		ip netns exec "$VB_NS_A" "$VBCTL" -s "$VB_TMP/a/vbridged.sock" status | sed 's/^/    /'
 	fi
-	stop_daemon "$IMP_PID" "importer"
-	stop_daemon "$EXP_PID" "exporter"
+	vb_stop_clean "$IMP_PID" "importer"
+	vb_stop_clean "$EXP_PID" "exporter"
 	for i in "${!QSD_PIDS[@]}"; do
 		vb_alive "${QSD_PIDS[i]}" || vb_fail "$name: qemu-storage-daemon $i died"
 		vb_stop "${QSD_PIDS[i]}"

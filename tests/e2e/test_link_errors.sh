@@ -150,6 +150,10 @@ main() {
 		"importer did not re-attach after the backend came back"
 	verify_disk 3
 	echo "ok backend restart: $(grep 'closing device session' "$VB_TMP/a.log" | tail -n1 | sed 's/^\[[^]]*\] //')"
+	# Both daemons still end cleanly (in a sanitizer build this also proves
+	# that nothing above left a memory error or a leak behind).
+	vb_stop_clean "$IMP_PID" importer
+	vb_stop_clean "$EXP_PID" exporter
 	echo "PASS: test_link_errors"
 }
 
