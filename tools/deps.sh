@@ -11,7 +11,7 @@ PKGS=(
 	clang-14 libclang-rt-14-dev           # clang-format/libFuzzer/sanitizers
 	qemu-system-x86 qemu-utils            # guest VMs and qemu-storage-daemon
 	busybox-static cpio kmod              # guest initramfs (tests/e2e/guest.sh)
-	iproute2 iperf3 python3               # namespaces, link baseline, helpers
+	iproute2 iperf3 python3 valgrind      # namespaces, link baseline, helpers, leak checks
 )
 
 # dpkg's "ii" is the only state in which a package is usable; "rc" (removed,

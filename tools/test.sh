@@ -1,10 +1,16 @@
 #!/bin/bash
 # One command for a fresh Debian 12 machine: install what is missing, build,
-# and run every test (unit and end-to-end). CI runs this (.ci/run).
+# and run every test: unit and end-to-end tests in a normal build (plus one
+# end-to-end test with the daemons under valgrind), then the same unit and
+# end-to-end tests in an ASan+UBSan build (-fno-sanitize-recover=all).
+# CI runs this (.ci/run). Extra arguments go to ctest.
 set -euo pipefail
 SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BUILD=${BUILD_DIR:-$SRC/build}
 "$SRC/tools/deps.sh"
+
 BUILD_DIR=$BUILD "$SRC/tools/build.sh"
-cd "$BUILD"
-ctest --output-on-failure --timeout 900 "$@"
+(cd "$BUILD" && ctest --output-on-failure --timeout 900 "$@")
+
+BUILD_DIR=$BUILD-asan "$SRC/tools/build.sh" -DVB_SANITIZE=ON
+(cd "$BUILD-asan" && ctest --output-on-failure --timeout 900 "$@")

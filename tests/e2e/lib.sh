@@ -267,6 +267,30 @@ vb_stop_clean() {
 	[[ $rc -eq 0 ]] || vb_fail "$2 exited with status $rc after SIGTERM"
 }
 
+# With VB_VALGRIND=1, vb_wrap TAG prints a valgrind command line to put in
+# front of a daemon (memcheck, fd tracking, log in $VB_TMP/valgrind-TAG.log),
+# and vb_wrap_check TAG NAME fails the test unless that log shows no memory
+# error, no leak and no file descriptor left open at exit beyond stdin,
+# stdout and stderr. Without VB_VALGRIND both do nothing.
+vb_wrap() {
+	[[ -n ${VB_VALGRIND:-} ]] || return 0
+	echo valgrind -q --leak-check=full --errors-for-leak-kinds=definite,indirect \
+		--track-fds=yes --error-exitcode=99 --log-file="$VB_TMP/valgrind-$1.log"
+}
+
+vb_wrap_check() {
+	local log=$VB_TMP/valgrind-$1.log own
+	[[ -n ${VB_VALGRIND:-} ]] || return 0
+	[[ -f $log ]] || vb_fail "$2: no valgrind log"
+	grep -q 'Invalid \|uninitialised\|definitely lost\|indirectly lost' "$log" &&
+		vb_fail "$2: valgrind found errors: $(head -n 40 "$log")"
+	grep -q 'FILE DESCRIPTORS: .* at exit' "$log" || vb_fail "$2: valgrind did not track fds"
+	# Descriptors the test shell passed down are not the daemon's to close.
+	own=$(awk '/Open (file|AF_UNIX socket|AF_INET socket|AF_INET6 socket)/ { d = $0; getline; if ($0 !~ /inherited from parent/) print d }' "$log")
+	[[ -z $own ]] || vb_fail "$2: file descriptors left open at exit: $own"
+	echo "ok valgrind $2: no memory errors, no leaks, no fds left open"
+}
+
 # vb_guest: set VB_KERNEL and VB_INITRD, building the guest once (guest.sh).
 vb_guest() {
 	local out

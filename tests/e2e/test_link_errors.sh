@@ -93,13 +93,13 @@ main() {
 	vb_qsd "$VB_NS_A" "$VB_TMP/disk0.img" "$VB_TMP/qsd.sock" || vb_fail "qsd did not start"
 	QSD_PID=$VB_LAST_PID
 	vb_log_add "$VB_TMP/a.log"
-	vb_run_in "$VB_NS_A" "$VBRIDGED" -d --node ecu-a --listen "tcp://$VB_IP_A:$PORT" \
+	vb_run_in "$VB_NS_A" $(vb_wrap a) "$VBRIDGED" -d --node ecu-a --listen "tcp://$VB_IP_A:$PORT" \
 		--export "disk0=vhost-user:$VB_TMP/qsd.sock,type=blk" --runtime-dir "$VB_TMP/a" \
 		>"$VB_TMP/a.log" 2>&1
 	EXP_PID=$VB_LAST_PID
 	vb_wait_for_socket "$VB_TMP/a/vbridged.sock" 10 "$EXP_PID" || vb_fail "exporter did not start"
 	vb_log_add "$VB_TMP/b.log"
-	vb_run_in "$VB_NS_B" "$VBRIDGED" -d --node ecu-b --runtime-dir "$VB_TMP/b" \
+	vb_run_in "$VB_NS_B" $(vb_wrap b) "$VBRIDGED" -d --node ecu-b --runtime-dir "$VB_TMP/b" \
 		--import "nosuch=tcp://$VB_IP_A:$PORT" --import "disk0=tcp://$VB_IP_A:$PORT" \
 		>"$VB_TMP/b.log" 2>&1
 	IMP_PID=$VB_LAST_PID
@@ -154,6 +154,8 @@ main() {
 	# that nothing above left a memory error or a leak behind).
 	vb_stop_clean "$IMP_PID" importer
 	vb_stop_clean "$EXP_PID" exporter
+	vb_wrap_check a exporter
+	vb_wrap_check b importer
 	echo "PASS: test_link_errors"
 }
 
