@@ -186,15 +186,18 @@ static int check_host(const char *s, size_t len, char *err, size_t errlen)
 	return 0;
 }
 
-/* tcp://HOST:PORT with HOST a name, a.b.c.d or [v6[%zone]]; port 0 only where allowed. */
+/*
+ * tcp://HOST:PORT or tls://HOST:PORT with HOST a name, a.b.c.d or
+ * [v6[%zone]]; port 0 only where allowed.
+ */
 static int check_tcp_uri(const char *uri, int port0_ok, char *err, size_t errlen)
 {
 	const char *hp, *colon;
 	uint64_t port;
 	int rc;
 
-	if (strncmp(uri, "tcp://", 6) != 0) {
-		return errf(err, errlen, "want tcp://HOST:PORT");
+	if (strncmp(uri, "tcp://", 6) != 0 && strncmp(uri, "tls://", 6) != 0) {
+		return errf(err, errlen, "want tcp://HOST:PORT or tls://HOST:PORT");
 	}
 	if (strlen(uri) > VB_URI_MAX) {
 		return errf(err, errlen, "longer than %d bytes", VB_URI_MAX);
@@ -334,12 +337,44 @@ static int imp_socket(void *obj, const char *v, char *err, size_t errlen)
 	return 0;
 }
 
-enum export_opt { EO_TYPE, EO_CONFIG_SIZE, EO_POOL };
+/* allow=NAME[:NAME...]: the node identities that may attach. */
+static int exp_allow(void *obj, const char *v, char *err, size_t errlen)
+{
+	struct vb_export *e = obj;
+	const char *p = v;
+
+	e->nallow = 0;
+	for (;;) {
+		size_t n = strcspn(p, ":");
+
+		if (n == 0 || n > VB_NAME_MAX) {
+			return errf(err, errlen, "allow: want NAME[:NAME...], names of 1..%d bytes",
+			            VB_NAME_MAX);
+		}
+		if (e->nallow >= VB_MAX_ALLOW) {
+			return errf(err, errlen, "allow: more than %d names", VB_MAX_ALLOW);
+		}
+		memcpy(e->allow[e->nallow], p, n);
+		e->allow[e->nallow][n] = '\0';
+		if (!name_ok(e->allow[e->nallow])) {
+			return errf(err, errlen, "allow: '%s' is not a node name",
+			            e->allow[e->nallow]);
+		}
+		e->nallow++;
+		if (!p[n]) {
+			return 0;
+		}
+		p += n + 1;
+	}
+}
+
+enum export_opt { EO_TYPE, EO_CONFIG_SIZE, EO_POOL, EO_ALLOW };
 
 static const struct spec_opt export_opts[] = {
     [EO_TYPE] = {"type", exp_type},
     [EO_CONFIG_SIZE] = {"config-size", exp_config_size},
     [EO_POOL] = {"pool", exp_pool},
+    [EO_ALLOW] = {"allow", exp_allow},
 };
 
 static const struct spec_opt import_opts[] = {
@@ -562,6 +597,60 @@ static int set_pool_size(struct vb_config *c, const char *v, char *err, size_t e
 	return 0;
 }
 
+static int set_file_key(char *dst, size_t cap, const char *v, char *err, size_t errlen)
+{
+	if (!*v || strlen(v) >= cap) {
+		return errf(err, errlen, "want a path of 1..%zu bytes", cap - 1);
+	}
+	strcpy(dst, v);
+	return 0;
+}
+
+static int set_tls_cert(struct vb_config *c, const char *v, char *err, size_t errlen)
+{
+	return set_file_key(c->tls_cert, sizeof(c->tls_cert), v, err, errlen);
+}
+
+static int set_tls_key(struct vb_config *c, const char *v, char *err, size_t errlen)
+{
+	return set_file_key(c->tls_key, sizeof(c->tls_key), v, err, errlen);
+}
+
+static int set_tls_ca(struct vb_config *c, const char *v, char *err, size_t errlen)
+{
+	return set_file_key(c->tls_ca, sizeof(c->tls_ca), v, err, errlen);
+}
+
+/* sha256//BASE64 (44 characters) or 64 hex digits: checked again when the context is built. */
+static int set_tls_pin(struct vb_config *c, const char *v, char *err, size_t errlen)
+{
+	size_t n = strlen(v);
+	int b64 = !strncmp(v, "sha256//", 8) && n == 8 + 44;
+	int hex = n == 64 && strspn(v, "0123456789abcdefABCDEF") == 64;
+
+	if (!b64 && !hex) {
+		return errf(err, errlen, "want sha256//BASE64 or 64 hex digits");
+	}
+	if (c->ntls_pins >= VB_MAX_PINS) {
+		return errf(err, errlen, "more than %d pins", VB_MAX_PINS);
+	}
+	strcpy(c->tls_pins[c->ntls_pins++], v);
+	return 0;
+}
+
+/* A flag on the command line; in the file "allow-plaintext = yes|no". */
+static int set_allow_plaintext(struct vb_config *c, const char *v, char *err, size_t errlen)
+{
+	if (!v || !*v || !strcmp(v, "yes") || !strcmp(v, "true") || !strcmp(v, "1")) {
+		c->allow_plaintext = 1;
+	} else if (!strcmp(v, "no") || !strcmp(v, "false") || !strcmp(v, "0")) {
+		c->allow_plaintext = 0;
+	} else {
+		return errf(err, errlen, "want yes or no");
+	}
+	return 0;
+}
+
 static int set_max_queue_size(struct vb_config *c, const char *v, char *err, size_t errlen)
 {
 	uint64_t n;
@@ -603,6 +692,11 @@ enum key_id {
 	K_POOL_SIZE,
 	K_MAX_QUEUE_SIZE,
 	K_MAX_MSG,
+	K_TLS_CERT,
+	K_TLS_KEY,
+	K_TLS_CA,
+	K_TLS_PIN,
+	K_ALLOW_PLAINTEXT,
 	K_COUNT
 };
 
@@ -649,6 +743,16 @@ static const struct config_key keys[K_COUNT] = {
                           "largest virtqueue accepted, power of 2 (default 1024)", 0, 0, "N"},
     [K_MAX_MSG] = {"max-msg", required_argument, 0, set_max_msg,
                    "largest link message, 4K..64M (default 4M)", 0, 0, "SIZE"},
+    [K_TLS_CERT] = {"tls-cert", required_argument, 0, set_tls_cert,
+                    "this node's certificate (PEM) for tls:// links", 0, 0, "FILE"},
+    [K_TLS_KEY] = {"tls-key", required_argument, 0, set_tls_key, "its private key (PEM)", 0, 0,
+                   "FILE"},
+    [K_TLS_CA] = {"tls-ca", required_argument, 0, set_tls_ca,
+                  "CA certificates peers must chain to (PEM; not the system store)", 0, 0, "FILE"},
+    [K_TLS_PIN] = {"tls-pin", required_argument, 1, set_tls_pin,
+                   "accept only peers with this SPKI SHA-256 (repeatable)", 0, 0, "PIN"},
+    [K_ALLOW_PLAINTEXT] = {"allow-plaintext", optional_argument, 0, set_allow_plaintext,
+                           "allow tcp:// links to and from other hosts than loopback", 0, 0, NULL},
 };
 
 static const struct config_key *key_by_name(const char *name)
@@ -667,11 +771,11 @@ static int apply_key(struct vb_config *c, const struct config_key *k, const char
 {
 	char why[256] = "";
 
-	if (k->has_arg && !v) {
+	if (k->has_arg == required_argument && !v) {
 		return errf(err, errlen, "%s: value required", k->name);
 	}
 	if (k->set(c, v, why, sizeof(why)) < 0) {
-		if (k->has_arg) {
+		if (v) {
 			return errf(err, errlen, "%s: %s: %s", k->name, v, why);
 		}
 		return errf(err, errlen, "%s: %s", k->name, why);
@@ -1075,8 +1179,70 @@ static int finish_exports(struct vb_config *c, char *err, size_t errlen)
 	return 0;
 }
 
+/* Is the host of tcp://HOST:PORT a loopback address (127/8, ::1, localhost)? */
+int config_uri_is_loopback(const char *uri)
+{
+	const char *h = strstr(uri, "://");
+
+	if (!h) {
+		return 0;
+	}
+	h += 3;
+	return !strncmp(h, "127.", 4) || !strncmp(h, "[::1]:", 6) || !strncmp(h, "localhost:", 10);
+}
+
+/*
+ * Plain tcp:// carries device data unauthenticated and in clear: only over
+ * loopback unless the operator says otherwise (security issue, item 2).
+ */
+static int finish_plaintext(const struct vb_config *c, char *err, size_t errlen)
+{
+	const char *what = NULL, *uri = NULL;
+
+	for (unsigned i = 0; i < c->nlisten && !uri; i++) {
+		if (!strncmp(c->listen[i], "tcp://", 6) && !config_uri_is_loopback(c->listen[i])) {
+			what = "listen";
+			uri = c->listen[i];
+		}
+	}
+	for (unsigned i = 0; i < c->nimports && !uri; i++) {
+		if (!strncmp(c->imports[i].source, "tcp://", 6) &&
+		    !config_uri_is_loopback(c->imports[i].source)) {
+			what = "import";
+			uri = c->imports[i].source;
+		}
+	}
+	if (uri && !c->allow_plaintext) {
+		return errf(err, errlen,
+		            "%s %s: plain tcp:// beyond loopback is refused; use tls:// or start "
+		            "with --allow-plaintext",
+		            what, uri);
+	}
+	return 0;
+}
+
+/* tls:// needs a certificate, its key and a CA. */
+static int finish_tls(const struct vb_config *c, char *err, size_t errlen)
+{
+	int tls = 0;
+
+	for (unsigned i = 0; i < c->nlisten; i++) {
+		tls |= !strncmp(c->listen[i], "tls://", 6);
+	}
+	for (unsigned i = 0; i < c->nimports; i++) {
+		tls |= !strncmp(c->imports[i].source, "tls://", 6);
+	}
+	if (tls && (!c->tls_cert[0] || !c->tls_key[0] || !c->tls_ca[0])) {
+		return errf(err, errlen, "tls:// links need --tls-cert, --tls-key and --tls-ca");
+	}
+	return 0;
+}
+
 int config_finish(struct vb_config *c, char *err, size_t errlen)
 {
+	if (finish_plaintext(c, err, errlen) < 0 || finish_tls(c, err, errlen) < 0) {
+		return -EINVAL;
+	}
 	if (finish_node(c, err, errlen) < 0) {
 		return -EINVAL;
 	}

@@ -16,6 +16,8 @@
 #define VB_MAX_LISTEN     8
 #define VB_MAX_EXPORTS    32
 #define VB_MAX_IMPORTS    32
+#define VB_MAX_ALLOW      16
+#define VB_MAX_PINS       4
 #define VB_DEFAULT_RUNDIR "/run/vbridge"
 
 enum vb_export_kind {
@@ -25,10 +27,12 @@ enum vb_export_kind {
 struct vb_export {
 	char name[VB_NAME_MAX + 1];
 	enum vb_export_kind kind;
-	char path[VB_PATH_MAX]; /* vhost-user:PATH */
-	uint32_t device_id;     /* type=blk etc., 0 if not given */
-	uint32_t config_size;   /* config-size=N, else from the type, else 0 */
-	uint64_t pool_size;     /* pool=SIZE, else the global pool-size */
+	char path[VB_PATH_MAX];                    /* vhost-user:PATH */
+	uint32_t device_id;                        /* type=blk etc., 0 if not given */
+	uint32_t config_size;                      /* config-size=N, else from the type, else 0 */
+	uint64_t pool_size;                        /* pool=SIZE, else the global pool-size */
+	char allow[VB_MAX_ALLOW][VB_NAME_MAX + 1]; /* allow=A:B: who may attach; none: anyone */
+	unsigned nallow;
 };
 
 struct vb_import {
@@ -54,6 +58,12 @@ struct vb_config {
 	uint64_t pool_size;        /* exporter buffer pool per device, default 16 MiB */
 	uint32_t max_queue_size;   /* largest queue accepted, default 1024 */
 	uint32_t max_msg;          /* largest wire message, default 4 MiB */
+	char tls_cert[VB_PATH_MAX * 2];
+	char tls_key[VB_PATH_MAX * 2];
+	char tls_ca[VB_PATH_MAX * 2];
+	char tls_pins[VB_MAX_PINS][72];
+	unsigned ntls_pins;
+	int allow_plaintext; /* tcp:// beyond loopback */
 };
 
 /* Known virtio device types: name <-> id and config space size. */
@@ -91,6 +101,9 @@ int config_finish(struct vb_config *c, char *err, size_t errlen);
 int config_parse_export(const char *spec, struct vb_export *e, char *err, size_t errlen);
 /* NAME=tcp://HOST:PORT[,socket=PATH] */
 int config_parse_import(const char *spec, struct vb_import *i, char *err, size_t errlen);
+
+/* Is the host of a tcp:// or tls:// URI a loopback address (127/8, [::1], localhost)? */
+int config_uri_is_loopback(const char *uri);
 
 void config_usage(FILE *f);
 

@@ -870,6 +870,24 @@ static int xsess_draw_session(uint64_t *id)
 	return n == sizeof(*id) ? 0 : -EIO;
 }
 
+/*
+ * allow= names the node identities that may attach; without it any peer
+ * that passed the link's authentication may. On tls:// links the name is
+ * the one the certificate proves (the link checks HELLO against it).
+ */
+static bool export_allowed(const struct export *ex, const char *node)
+{
+	if (ex->cfg->nallow == 0) {
+		return true;
+	}
+	for (unsigned i = 0; i < ex->cfg->nallow; i++) {
+		if (strcmp(ex->cfg->allow[i], node) == 0) {
+			return true;
+		}
+	}
+	return false;
+}
+
 void export_attach(struct export *ex, struct link *l, uint32_t chan)
 {
 	struct wire_msg m = {.type = WIRE_ATTACH_OK, .chan = chan};
@@ -877,6 +895,14 @@ void export_attach(struct export *ex, struct link *l, uint32_t chan)
 	char err[200];
 	int rc;
 
+	if (!export_allowed(ex, link_peer_name(l))) {
+		ex->refused++;
+		log_warnx("export %s: node %s is not on its allow list; refused", ex->cfg->name,
+		          link_peer_name(l));
+		link_send_error(l, chan, WIRE_E_DENIED, "node %s may not attach export %s",
+		                link_peer_name(l), ex->cfg->name);
+		return;
+	}
 	if (ex->sess) {
 		ex->refused++;
 		link_send_error(l, chan, WIRE_E_BUSY, "export %s is in use by node %s",

@@ -139,12 +139,12 @@ start_bridge() {
 	mkdir -p "$da" "$db"
 	vb_log_add "$VB_TMP/exporter.log"
 	vb_log_add "$VB_TMP/importer.log"
-	vb_run_in "$VB_NS_A" "$VBRIDGED" -d "${v[@]}" --node ecu-a \
+	vb_run_in "$VB_NS_A" "$VBRIDGED" -d --allow-plaintext "${v[@]}" --node ecu-a \
 		--listen "tcp://$VB_IP_A:$PORT_VB" --export "disk0=vhost-user:$QSD_SOCK,type=blk" \
 		--runtime-dir "$da" >"$VB_TMP/exporter.log" 2>&1
 	EXP_PID=$VB_LAST_PID
 	wait_listen "$VB_NS_A" "$PORT_VB" 10 "$EXP_PID" || return 1
-	vb_run_in "$VB_NS_B" "$VBRIDGED" -d "${v[@]}" --node ecu-b \
+	vb_run_in "$VB_NS_B" "$VBRIDGED" -d --allow-plaintext "${v[@]}" --node ecu-b \
 		--import "disk0=tcp://$VB_IP_A:$PORT_VB" --runtime-dir "$db" \
 		>"$VB_TMP/importer.log" 2>&1
 	IMP_PID=$VB_LAST_PID

@@ -34,13 +34,13 @@ start_daemons() {
 	done
 	say "ECU A ($VB_NS_A, $VB_IP_A): qemu-storage-daemon serves $ndisks disk(s); vbridged exports them"
 	vb_log_add "$VB_TMP/a.log"
-	vb_run_in "$VB_NS_A" "$VBRIDGED" -d --node ecu-a --listen "tcp://$VB_IP_A:$PORT" \
+	vb_run_in "$VB_NS_A" "$VBRIDGED" -d --allow-plaintext --node ecu-a --listen "tcp://$VB_IP_A:$PORT" \
 		"${exp[@]}" --runtime-dir "$VB_TMP/a" >"$VB_TMP/a.log" 2>&1
 	EXP_PID=$VB_LAST_PID
 	vb_wait_for_socket "$VB_TMP/a/vbridged.sock" 10 "$EXP_PID" || vb_fail "exporter did not start"
 	say "ECU B ($VB_NS_B, $VB_IP_B): vbridged imports them from tcp://$VB_IP_A:$PORT"
 	vb_log_add "$VB_TMP/b.log"
-	vb_run_in "$VB_NS_B" "$VBRIDGED" -d --node ecu-b "${imp[@]}" --runtime-dir "$VB_TMP/b" \
+	vb_run_in "$VB_NS_B" "$VBRIDGED" -d --allow-plaintext --node ecu-b "${imp[@]}" --runtime-dir "$VB_TMP/b" \
 		>"$VB_TMP/b.log" 2>&1
 	IMP_PID=$VB_LAST_PID
 	for ((i = 0; i < ndisks; i++)); do

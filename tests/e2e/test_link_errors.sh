@@ -1,8 +1,9 @@
 #!/bin/bash
 # Bad input gets a clear error and loses nothing, with real daemons in two
 # namespaces and vblk-bench (our userspace virtio-blk driver) as the VMM:
-#  * an import of an export that does not exist gets a clear refusal, while
-#    another import over the same link works;
+#  * an import of an export that does not exist, or of one whose allow= list
+#    does not name the importer, gets a clear refusal, while another import
+#    over the same link works;
 #  * a hostile node sending malformed frames to the exporter loses its link
 #    with a log line saying why; the exporter's fd count returns to where it
 #    was and the honest importer's link and device carry on;
@@ -93,14 +94,16 @@ main() {
 	vb_qsd "$VB_NS_A" "$VB_TMP/disk0.img" "$VB_TMP/qsd.sock" || vb_fail "qsd did not start"
 	QSD_PID=$VB_LAST_PID
 	vb_log_add "$VB_TMP/a.log"
-	vb_run_in "$VB_NS_A" $(vb_wrap a) "$VBRIDGED" -d --node ecu-a --listen "tcp://$VB_IP_A:$PORT" \
-		--export "disk0=vhost-user:$VB_TMP/qsd.sock,type=blk" --runtime-dir "$VB_TMP/a" \
+	vb_run_in "$VB_NS_A" $(vb_wrap a) "$VBRIDGED" -d --allow-plaintext --node ecu-a --listen "tcp://$VB_IP_A:$PORT" \
+		--export "disk0=vhost-user:$VB_TMP/qsd.sock,type=blk,allow=ecu-b:ecu-c" \
+		--export "secret=vhost-user:$VB_TMP/qsd.sock,type=blk,allow=ecu-z" --runtime-dir "$VB_TMP/a" \
 		>"$VB_TMP/a.log" 2>&1
 	EXP_PID=$VB_LAST_PID
 	vb_wait_for_socket "$VB_TMP/a/vbridged.sock" 10 "$EXP_PID" || vb_fail "exporter did not start"
 	vb_log_add "$VB_TMP/b.log"
-	vb_run_in "$VB_NS_B" $(vb_wrap b) "$VBRIDGED" -d --node ecu-b --runtime-dir "$VB_TMP/b" \
+	vb_run_in "$VB_NS_B" $(vb_wrap b) "$VBRIDGED" -d --allow-plaintext --node ecu-b --runtime-dir "$VB_TMP/b" \
 		--import "nosuch=tcp://$VB_IP_A:$PORT" --import "disk0=tcp://$VB_IP_A:$PORT" \
+		--import "secret=tcp://$VB_IP_A:$PORT" \
 		>"$VB_TMP/b.log" 2>&1
 	IMP_PID=$VB_LAST_PID
 	vb_wait_for_socket "$VB_TMP/b/disk0.sock" 10 "$IMP_PID" || vb_fail "disk0.sock not created"
@@ -114,6 +117,14 @@ main() {
 	check_status "len(s['links'])==1 and s['links'][0]['state']=='up'" "both imports share one link"
 	verify_disk 1
 	echo "ok unknown export: $(grep 'refused: NOENT' "$VB_TMP/b.log" | head -n1 | sed 's/^\[[^]]*\] //')"
+
+	# 1b. an export whose allow= list does not name us: refused, and why
+	wait_status "any(i['name']=='secret' and i['state']=='refused' and 'node ecu-b may not attach export secret' in i['last_error'] for i in s['imports'])" \
+		5 "allow= not enforced"
+	[[ -e $VB_TMP/b/secret.sock ]] && vb_fail "a socket was created for a refused export"
+	grep -q 'export secret: node ecu-b is not on its allow list; refused' "$VB_TMP/a.log" ||
+		vb_fail "exporter log does not say why secret was refused"
+	echo "ok allow list: $(grep 'refused: DENIED' "$VB_TMP/b.log" | head -n1 | sed 's/^\[[^]]*\] //')"
 
 	# 2. hostile node: each attempt loses its own link only
 	fd0=$(fdcount "$EXP_PID")

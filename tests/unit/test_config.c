@@ -89,6 +89,119 @@ static const struct {
     {"d=vhost-user:/s,=blk", -EINVAL, NULL, NULL, 0, 0, 0, "want KEY=VALUE"},
 };
 
+/* Plain tcp:// only on loopback unless allowed; tls:// needs its files. */
+static void test_finish_security(void **state)
+{
+	static const struct {
+		const char *key, *value;
+		int plaintext_ok;
+		const char *err_has; /* NULL: accepted */
+	} rows[] = {
+	    {"listen", "tcp://127.0.0.1:7800", 0, NULL},
+	    {"listen", "tcp://[::1]:7800", 0, NULL},
+	    {"listen", "tcp://localhost:7800", 0, NULL},
+	    {"listen", "tcp://0.0.0.0:7800", 0, "plain tcp:// beyond loopback"},
+	    {"listen", "tcp://[::]:7800", 0, "plain tcp:// beyond loopback"},
+	    {"listen", "tcp://169.254.1.1:7800", 1, NULL},
+	    {"import", "d=tcp://ecu-a:7800", 0, "import tcp://ecu-a:7800"},
+	    {"import", "d=tcp://127.0.0.2:7800", 0, NULL},
+	    {"import", "d=tls://ecu-a:7800", 1, "need --tls-cert"},
+	    {"listen", "tls://[::]:7800", 0, "need --tls-cert"},
+	};
+
+	for (size_t i = 0; i < ARRAY_SIZE(rows); i++) {
+		struct vb_config c;
+		char err[512] = "";
+		int rc;
+
+		config_defaults(&c);
+		c.allow_plaintext = rows[i].plaintext_ok;
+		assert_int_equal(config_set(&c, "node", "n", err, sizeof(err)), 0);
+		assert_int_equal(config_set(&c, rows[i].key, rows[i].value, err, sizeof(err)), 0);
+		rc = config_finish(&c, err, sizeof(err));
+		if (!rows[i].err_has ? rc != 0 : rc == 0 || !strstr(err, rows[i].err_has)) {
+			fail_msg("%s=%s: rc %d, err '%s'", rows[i].key, rows[i].value, rc, err);
+		}
+	}
+}
+
+/* allow=: who may attach; checked as node names. */
+static void test_export_allow(void **state)
+{
+	static const struct {
+		const char *spec;
+		int rc;
+		unsigned n;
+		const char *first, *last;
+	} rows[] = {
+	    {"d=vhost-user:/x", 0, 0, NULL, NULL},
+	    {"d=vhost-user:/x,allow=ecu-b", 0, 1, "ecu-b", "ecu-b"},
+	    {"d=vhost-user:/x,allow=ecu-b:rig.lab-3", 0, 2, "ecu-b", "rig.lab-3"},
+	    {"d=vhost-user:/x,allow=", -EINVAL, 0, NULL, NULL},
+	    {"d=vhost-user:/x,allow=a::b", -EINVAL, 0, NULL, NULL},
+	    {"d=vhost-user:/x,allow=a:", -EINVAL, 0, NULL, NULL},
+	    {"d=vhost-user:/x,allow=ecu b", -EINVAL, 0, NULL, NULL},
+	    {"d=vhost-user:/x,allow=a:b:c:d:e:f:g:h:i:j:k:l:m:n:o:p:q", -EINVAL, 0, NULL, NULL},
+	};
+
+	for (size_t i = 0; i < ARRAY_SIZE(rows); i++) {
+		struct vb_export e;
+		char err[256] = "";
+		int rc = config_parse_export(rows[i].spec, &e, err, sizeof(err));
+
+		if (rc != rows[i].rc) {
+			fail_msg("%s: rc %d, want %d (%s)", rows[i].spec, rc, rows[i].rc, err);
+		}
+		if (rc < 0) {
+			assert_non_null(strstr(err, "allow"));
+			continue;
+		}
+		assert_int_equal(e.nallow, rows[i].n);
+		if (rows[i].n) {
+			assert_string_equal(e.allow[0], rows[i].first);
+			assert_string_equal(e.allow[rows[i].n - 1], rows[i].last);
+		}
+	}
+}
+
+/* Security keys: pins in both notations, allow-plaintext as flag and as INI value. */
+static void test_security_keys(void **state)
+{
+	static const struct {
+		const char *key, *value;
+		int rc;
+	} rows[] = {
+	    {"tls-pin", "sha256//AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=", 0},
+	    {"tls-pin", "0123456789abcdef0123456789abcdef0123456789abcdef0123456789ABCDEF", 0},
+	    {"tls-pin", "sha256//short", -EINVAL},
+	    {"tls-pin", "0123456789abcdef", -EINVAL},
+	    {"tls-pin", "sha1//AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=", -EINVAL},
+	    {"allow-plaintext", "yes", 0},
+	    {"allow-plaintext", "maybe", -EINVAL},
+	    {"tls-cert", "", -EINVAL},
+	    {"tls-ca", "/etc/vbridge/ca.pem", 0},
+	};
+	struct vb_config c;
+	char err[256];
+
+	config_defaults(&c);
+	for (size_t i = 0; i < ARRAY_SIZE(rows); i++) {
+		int rc = config_set(&c, rows[i].key, rows[i].value, err, sizeof(err));
+
+		if (rc != rows[i].rc) {
+			fail_msg("%s=%s: rc %d, want %d (%s)", rows[i].key, rows[i].value, rc,
+			         rows[i].rc, err);
+		}
+	}
+	assert_int_equal(c.ntls_pins, 2);
+	assert_int_equal(c.allow_plaintext, 1);
+	assert_string_equal(c.tls_ca, "/etc/vbridge/ca.pem");
+	assert_int_equal(config_set(&c, "allow-plaintext", "no", err, sizeof(err)), 0);
+	assert_int_equal(c.allow_plaintext, 0);
+	assert_int_equal(config_set(&c, "allow-plaintext", NULL, err, sizeof(err)), 0);
+	assert_int_equal(c.allow_plaintext, 1);
+}
+
 static void test_export_specs(void **state)
 {
 	for (size_t i = 0; i < ARRAY_SIZE(export_cases); i++) {
@@ -127,7 +240,8 @@ static const struct {
     {"d=tcp://a:1,socket=/tmp/d.sock", 0, "d", "tcp://a:1", "/tmp/d.sock", NULL},
     {"d=tcp://a:1,socket=" P107, 0, "d", "tcp://a:1", P107, NULL},
     {"d=tcp://a:1,socket=" P108, -EINVAL, NULL, NULL, NULL, "socket"},
-    {"d=tls://a:1", -EINVAL, NULL, NULL, NULL, "want tcp://"},
+    {"d=tls://a:1", 0, "d", "tls://a:1", "", NULL},
+    {"d=udp://a:1", -EINVAL, NULL, NULL, NULL, "want tcp://"},
     {"d=a:1", -EINVAL, NULL, NULL, NULL, "want tcp://"},
     {"d=tcp://a", -EINVAL, NULL, NULL, NULL, "no :PORT"},
     {"d=tcp://a:", -EINVAL, NULL, NULL, NULL, "bad port"},
@@ -584,6 +698,7 @@ static void test_finish_defaults(void **state)
 	char err[512] = "", host[256];
 
 	config_defaults(&c);
+	c.allow_plaintext = 1; /* these cases use tcp:// to other hosts */
 	assert_string_equal(c.runtime_dir, "/run/vbridge");
 	assert_int_equal(c.pool_size, 16u << 20);
 	assert_int_equal(c.max_queue_size, 1024);
@@ -605,12 +720,14 @@ static void test_finish_defaults(void **state)
 
 	/* Derived from runtime-dir; explicit control kept. */
 	config_defaults(&c);
+	c.allow_plaintext = 1; /* these cases use tcp:// to other hosts */
 	assert_int_equal(config_set(&c, "runtime-dir", "/tmp/rd/", err, sizeof(err)), 0);
 	assert_int_equal(config_set(&c, "import", "cam0=tcp://a:1", err, sizeof(err)), 0);
 	assert_int_equal(config_finish(&c, err, sizeof(err)), 0);
 	assert_string_equal(c.control, "/tmp/rd/vbridged.sock");
 	assert_string_equal(c.imports[0].socket, "/tmp/rd/cam0.sock");
 	config_defaults(&c);
+	c.allow_plaintext = 1; /* these cases use tcp:// to other hosts */
 	assert_int_equal(config_set(&c, "control", "/c.sock", err, sizeof(err)), 0);
 	assert_int_equal(config_finish(&c, err, sizeof(err)), 0);
 	assert_string_equal(c.control, "/c.sock");
@@ -618,6 +735,7 @@ static void test_finish_defaults(void **state)
 	/* The node name falls back to the hostname when that is a valid name. */
 	assert_int_equal(gethostname(host, sizeof(host)), 0);
 	config_defaults(&c);
+	c.allow_plaintext = 1; /* these cases use tcp:// to other hosts */
 	if (strlen(host) <= VB_NAME_MAX &&
 	    strspn(host, "abcdefghijklmnopqrstuvwxyz"
 	                 "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") == strlen(host)) {
@@ -637,6 +755,7 @@ static void test_finish_errors(void **state)
 
 	assert_int_equal(strlen(dir100), 100);
 	config_defaults(&c);
+	c.allow_plaintext = 1; /* these cases use tcp:// to other hosts */
 	assert_int_equal(config_set(&c, "node", "n", err, sizeof(err)), 0);
 	assert_int_equal(config_set(&c, "runtime-dir", dir100, err, sizeof(err)), 0);
 	assert_int_equal(config_finish(&c, err, sizeof(err)), -EINVAL);
@@ -649,6 +768,7 @@ static void test_finish_errors(void **state)
 	assert_non_null(strstr(err, "import cam0"));
 
 	config_defaults(&c);
+	c.allow_plaintext = 1; /* these cases use tcp:// to other hosts */
 	assert_int_equal(config_set(&c, "node", "n", err, sizeof(err)), 0);
 	assert_int_equal(config_set(&c, "import", "a=tcp://h:1,socket=/s.sock", err, sizeof(err)),
 	                 0);
@@ -658,6 +778,7 @@ static void test_finish_errors(void **state)
 	assert_non_null(strstr(err, "share socket /s.sock"));
 
 	config_defaults(&c);
+	c.allow_plaintext = 1; /* these cases use tcp:// to other hosts */
 	assert_int_equal(config_set(&c, "node", "n", err, sizeof(err)), 0);
 	assert_int_equal(config_set(&c, "import", "a=tcp://h:1,socket=/c.sock", err, sizeof(err)),
 	                 0);
@@ -667,6 +788,7 @@ static void test_finish_errors(void **state)
 
 	/* Names unique even when the struct was filled by other means. */
 	config_defaults(&c);
+	c.allow_plaintext = 1; /* these cases use tcp:// to other hosts */
 	assert_int_equal(config_set(&c, "node", "n", err, sizeof(err)), 0);
 	assert_int_equal(config_set(&c, "export", "d=vhost-user:/s", err, sizeof(err)), 0);
 	c.exports[1] = c.exports[0];
@@ -727,7 +849,8 @@ static void test_usage(void **state)
 	    "--help",
 	    "--version",
 	    "Keys of FILE's [global] section, as the long options: node listen export import "
-	    "runtime-dir control pool-size max-queue-size max-msg\n",
+	    "runtime-dir control pool-size max-queue-size max-msg tls-cert tls-key tls-ca tls-pin "
+	    "allow-plaintext\n",
 	};
 	char *buf = NULL;
 	size_t len = 0;
@@ -748,21 +871,15 @@ static void test_usage(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_export_specs),
-	    cmocka_unit_test(test_import_specs),
-	    cmocka_unit_test(test_set_keys),
-	    cmocka_unit_test(test_set_values),
-	    cmocka_unit_test(test_lists),
-	    cmocka_unit_test(test_ini_good),
-	    cmocka_unit_test(test_ini_table),
-	    cmocka_unit_test(test_ini_bounds),
-	    cmocka_unit_test(test_args_file_then_flags),
-	    cmocka_unit_test(test_args_table),
-	    cmocka_unit_test(test_args_file_errors),
-	    cmocka_unit_test(test_finish_defaults),
-	    cmocka_unit_test(test_finish_errors),
-	    cmocka_unit_test(test_device_types),
-	    cmocka_unit_test(test_usage),
+	    cmocka_unit_test(test_export_specs),    cmocka_unit_test(test_export_allow),
+	    cmocka_unit_test(test_security_keys),   cmocka_unit_test(test_finish_security),
+	    cmocka_unit_test(test_import_specs),    cmocka_unit_test(test_set_keys),
+	    cmocka_unit_test(test_set_values),      cmocka_unit_test(test_lists),
+	    cmocka_unit_test(test_ini_good),        cmocka_unit_test(test_ini_table),
+	    cmocka_unit_test(test_ini_bounds),      cmocka_unit_test(test_args_file_then_flags),
+	    cmocka_unit_test(test_args_table),      cmocka_unit_test(test_args_file_errors),
+	    cmocka_unit_test(test_finish_defaults), cmocka_unit_test(test_finish_errors),
+	    cmocka_unit_test(test_device_types),    cmocka_unit_test(test_usage),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
