@@ -135,7 +135,7 @@ main() {
 	hostile "garbage hello" 'msg(1, 0, b"\xff" * 16)' "malformed"
 	hostile "bad channel message" 'hello() + msg(11, 77, struct.pack("<HHIQQQ", 0, 0, 0, 5, 0, 0))' "COMPLETION"
 	hostile "busy export then junk" \
-		'hello() + msg(2, 9, struct.pack("<HHIQQ", 5, 0, 0, 0, 0) + b"disk0") + msg(99, 9, b"")' \
+		'hello(b"ecu-c") + msg(2, 9, struct.pack("<HHIQQ", 5, 0, 0, 0, 0) + b"disk0") + msg(99, 9, b"")' \
 		"unknown message type"
 	grep -q "export disk0 is in use by node ecu-b" "$VB_TMP/hostile.out" ||
 		vb_fail "second attach of disk0 did not get a clear BUSY error: $(cat "$VB_TMP/hostile.out")"
