@@ -5,6 +5,7 @@
  * that crosses a region boundary is split by gmem_iov(), one over a hole fails.
  */
 #include "bridge/gmem.h"
+#include "bridge/sigbus.h"
 
 #include <errno.h>
 #include <string.h>
@@ -22,6 +23,7 @@ void gmem_init(struct gmem *m)
 static void region_unmap(struct gmem_region *r)
 {
 	if (r->map_base != NULL) {
+		sigbus_guard_del(r->map_base);
 		munmap(r->map_base, r->map_len);
 	}
 	r->map_base = NULL;
@@ -147,6 +149,12 @@ int gmem_add_fd(struct gmem *m, uint64_t gpa, uint64_t size, uint64_t uaddr, uin
 	if (base == MAP_FAILED) {
 		*why = "cannot mmap region";
 		return -errno;
+	}
+	/* A peer that truncates the file later costs its session, not the daemon (sigbus.h). */
+	if (sigbus_guard_add(base, (size_t)(size + delta), &m->fault) < 0) {
+		munmap(base, (size_t)(size + delta));
+		*why = "too many guarded mappings";
+		return -ENOSPC;
 	}
 	/* Guest RAM has no place in our core dumps; failure only costs dump size. */
 	(void)madvise(base, (size_t)(size + delta), MADV_DONTDUMP);

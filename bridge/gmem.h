@@ -8,6 +8,7 @@
 #ifndef VB_GMEM_H
 #define VB_GMEM_H
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -26,11 +27,19 @@ struct gmem_region {
 };
 
 struct gmem {
+	/* Set by the SIGBUS guard when a mapped file shrank under us (sigbus.h). */
+	volatile sig_atomic_t fault;
 	unsigned nregions;
 	struct gmem_region r[GMEM_MAX_REGIONS];
 };
 
 void gmem_init(struct gmem *m);
+/* True once any fd-backed region faulted (its file was truncated): the session must end. */
+static inline bool gmem_faulted(const struct gmem *m)
+{
+	return m->fault != 0;
+}
+
 /* Unmaps every region. */
 void gmem_clear(struct gmem *m);
 

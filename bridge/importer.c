@@ -114,6 +114,21 @@ static void import_guest_error(struct import *im, struct iq *iq, const char *wha
 	vu_dev_disconnect(im->dev, why);
 }
 
+/*
+ * The VMM truncated the file behind guest memory while we used it: the
+ * SIGBUS guard gave us zero pages instead of a crash. The guest's data is
+ * gone (its own VMM destroyed it); end the session without completing
+ * anything more.
+ */
+static bool import_mem_lost(struct import *im, struct iq *iq)
+{
+	if (!gmem_faulted(vu_dev_mem(im->dev))) {
+		return false;
+	}
+	import_guest_error(im, iq, "guest memory was truncated under us (SIGBUS)");
+	return true;
+}
+
 static int iq_send(struct iq *iq, uint16_t head, const struct virtq_chain *c, uint64_t id)
 {
 	struct import *im = iq->im;
@@ -169,6 +184,9 @@ static int iq_pop_one(struct iq *iq)
 	s->busy = true;
 	iq->inflight++;
 	rc = iq_send(iq, c.head, &c, s->id);
+	if (import_mem_lost(im, iq)) {
+		return -1;
+	}
 	if (rc < 0) {
 		/* Kept in its slot: re-sent when the link is attached again. */
 		log_debug("import %s: request %llu held: %s", im->cfg->name,
@@ -287,6 +305,9 @@ static void import_on_completion(struct import *im, const struct wire_completion
 		return;
 	}
 	iov_from_buf(ch.iov + ch.nrd, ch.nwr, 0, c->data, c->written);
+	if (import_mem_lost(im, iq)) {
+		return;
+	}
 	s->busy = false;
 	iq->inflight--;
 	iq->completions++;

@@ -17,6 +17,7 @@
 #include "bridge/log.h"
 #include "bridge/loop.h"
 #include "bridge/node.h"
+#include "bridge/sigbus.h"
 
 static void on_stop_signal(int signo, unsigned ev, void *arg)
 {
@@ -81,6 +82,9 @@ int main(int argc, char **argv)
 	mallopt(M_MMAP_THRESHOLD, (int)(cfg.max_msg + (1u << 20)));
 	mallopt(M_TRIM_THRESHOLD, 32 << 20);
 	signal(SIGPIPE, SIG_IGN);
+	if (sigbus_guard_install() < 0) {
+		fatalx("cannot install the SIGBUS handler");
+	}
 	if (make_runtime_dir(cfg.runtime_dir) < 0) {
 		return 1;
 	}
