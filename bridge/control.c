@@ -194,6 +194,7 @@ struct control *control_new(struct node *n, const char *path, char *err, size_t 
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	struct control *c;
+	struct stat st;
 
 	if (strlen(path) >= sizeof(sa.sun_path)) {
 		snprintf(err, errlen, "control socket path too long: %s", path);
@@ -208,7 +209,10 @@ struct control *control_new(struct node *n, const char *path, char *err, size_t 
 	snprintf(c->path, sizeof(c->path), "%s", path);
 	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
 	c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	unlink(path);
+	/* Replace a stale socket of an earlier run, never anything else. */
+	if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode)) {
+		unlink(path);
+	}
 	if (c->fd < 0 || bind(c->fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
 	    chmod(path, 0660) < 0 || listen(c->fd, 8) < 0) {
 		snprintf(err, errlen, "control socket %s: %s", path, strerror(errno));

@@ -12,6 +12,7 @@ PKGS=(
 	qemu-system-x86 qemu-utils            # guest VMs and qemu-storage-daemon
 	busybox-static cpio kmod              # guest initramfs (tests/e2e/guest.sh)
 	iproute2 iperf3 python3 valgrind      # namespaces, link baseline, helpers, leak checks
+	openssl                               # tools/vb-pki, TLS tests
 )
 
 # dpkg's "ii" is the only state in which a package is usable; "rc" (removed,
