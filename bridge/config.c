@@ -874,10 +874,11 @@ static char *cfg_ini_read(char *str, int num, void *stream)
 		ini_fail(x, "NUL byte");
 	} else if (n > (size_t)num - 1) {
 		ini_fail(x, "line longer than %d bytes", num - 2);
-		n = (size_t)num - 1;
 	} else if (n && s[0] == '[') {
 		ini_check_section(x, s, n);
 	}
+	/* Whatever the error, no more than inih's buffer holds (a long NUL line overflowed it). */
+	n = VB_MIN(n, (size_t)num - 1);
 	memcpy(str, s, n);
 	str[n] = '\0';
 	return str;
@@ -1265,8 +1266,10 @@ void config_usage(FILE *f)
 	      "         [--runtime-dir DIR] [--control PATH]\n"
 	      "BACKEND  vhost-user:PATH     connect as frontend to a backend's socket\n"
 	      "SOURCE   tcp://HOST:PORT     the export called NAME on that node\n"
+	      "         tls://HOST:PORT     the same over TLS 1.3 (--tls-cert/key/ca)\n"
 	      "\n"
 	      "BACKEND options: ,type=T (a virtio device name or id) ,config-size=N ,pool=SIZE\n"
+	      "                 ,allow=NODE[:NODE...] (who may attach; default anyone)\n"
 	      "SOURCE  HOST is a name, a.b.c.d or [v6]; socket defaults to RUNTIME_DIR/NAME.sock\n"
 	      "A ',,' in PATH stands for one ','.\n"
 	      "\n",

@@ -38,6 +38,18 @@ void gmem_clear(struct gmem *m)
 	gmem_init(m);
 }
 
+/* A plain copy would leave each guard pointing at src->fault (a dead stack frame, say). */
+void gmem_move(struct gmem *dst, struct gmem *src)
+{
+	*dst = *src;
+	for (unsigned i = 0; i < dst->nregions; i++) {
+		if (dst->r[i].map_base != NULL) {
+			sigbus_guard_move(dst->r[i].map_base, &dst->fault);
+		}
+	}
+	gmem_init(src);
+}
+
 /* a + len stays representable: the end of every range is computed without wrapping. */
 static bool range_ok(uint64_t a, uint64_t len)
 {

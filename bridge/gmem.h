@@ -44,6 +44,13 @@ static inline bool gmem_faulted(const struct gmem *m)
 void gmem_clear(struct gmem *m);
 
 /*
+ * Moves the table src to dst (whose regions must have been cleared) and
+ * leaves src empty. The SIGBUS guard of each mapping reports into dst->fault
+ * from then on: a table that maps fds must not be copied any other way.
+ */
+void gmem_move(struct gmem *dst, struct gmem *src);
+
+/*
  * Checks a region against the table without changing it: size != 0, no
  * overflow of gpa+size, uaddr+size, mmap_offset+size, no overlap in gpa or
  * uaddr with an existing region, room in the table. 0 or -EINVAL/-ENOSPC/-EEXIST

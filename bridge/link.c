@@ -199,6 +199,8 @@ static void link_send_hello(struct link *l)
 
 static void link_on_hello(struct link *l, const struct wire_hello *h)
 {
+	const char *id;
+
 	if (l->state == LINK_UP) {
 		link_drop(l, "second HELLO");
 		return;
@@ -207,6 +209,13 @@ static void link_on_hello(struct link *l, const struct wire_hello *h)
 		link_send_error(l, 0, WIRE_E_VERSION, "protocol versions %u..%u not supported (%u)",
 		                h->ver_min, h->ver_max, WIRE_VERSION);
 		link_drop(l, "peer speaks protocol versions %u..%u only", h->ver_min, h->ver_max);
+		return;
+	}
+	id = transport_peer_identity(l->t);
+	if (id[0] && strcmp(id, h->name) != 0) {
+		link_send_error(l, 0, WIRE_E_DENIED,
+		                "you claim node %s but your certificate says %s", h->name, id);
+		link_drop(l, "peer claims node %s but its certificate says %s", h->name, id);
 		return;
 	}
 	l->peer = *h;
@@ -537,8 +546,12 @@ void link_status_json(const struct link *l, struct jw *w)
 	jw_str(w, "uri", l->uri);
 	jw_str(w, "direction", l->outgoing ? "out" : "in");
 	jw_str(w, "state", link_state_names[l->state]);
-	jw_str(w, "transport", l->t ? transport_kind(l->t) : "tcp");
-	jw_str(w, "security", "plaintext");
+	jw_str(w, "transport",
+	       l->t                           ? transport_kind(l->t)
+	       : strncmp(l->uri, "tls://", 6) ? "tcp"
+	                                      : "tls");
+	jw_str(w, "security", l->t ? transport_security(l->t) : "");
+	jw_str(w, "peer_identity", l->t ? transport_peer_identity(l->t) : "");
 	jw_str(w, "peer_node", l->peer.name);
 	jw_hex(w, "peer_epoch", l->peer.epoch);
 	jw_u64(w, "channels", nchans);

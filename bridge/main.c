@@ -27,7 +27,8 @@ static void on_stop_signal(int signo, unsigned ev, void *arg)
 
 static void on_hup(int signo, unsigned ev, void *arg)
 {
-	log_info("SIGHUP: nothing to reload in this version");
+	log_info("SIGHUP: reloading");
+	node_reload(arg);
 }
 
 static void notify(const char *state)
@@ -100,7 +101,7 @@ int main(int argc, char **argv)
 	}
 	sig[0] = vb_signal_new(loop, SIGTERM, on_stop_signal, loop);
 	sig[1] = vb_signal_new(loop, SIGINT, on_stop_signal, loop);
-	sig[2] = vb_signal_new(loop, SIGHUP, on_hup, loop);
+	sig[2] = vb_signal_new(loop, SIGHUP, on_hup, &node);
 	log_info("vbridged %s: node %s ready (%u exports, %u imports, control %s)", VB_VERSION,
 	         cfg.node, cfg.nexports, cfg.nimports, cfg.control);
 	notify("READY=1");

@@ -82,6 +82,55 @@ static int node_listen(struct node *n)
 	return 0;
 }
 
+/* The TLS context of every tls:// link of this node, from --tls-cert/key/ca/pin. */
+static int node_tls_init(struct node *n)
+{
+	const struct vb_config *cfg = n->cfg;
+	const char *pins[VB_MAX_PINS];
+	struct transport_tls_config tc = {
+	    .cert = cfg->tls_cert,
+	    .key = cfg->tls_key,
+	    .ca = cfg->tls_ca,
+	    .pins = pins,
+	    .npins = cfg->ntls_pins,
+	};
+	char err[256];
+
+	if (!cfg->tls_cert[0]) {
+		return 0;
+	}
+	for (unsigned i = 0; i < cfg->ntls_pins; i++) {
+		pins[i] = cfg->tls_pins[i];
+	}
+	n->tls = transport_tls_new(&tc, err, sizeof(err));
+	if (!n->tls) {
+		log_errx("tls: %s", err);
+		return -1;
+	}
+	n->tp.tls = n->tls;
+	log_info("tls: certificate %s, CA %s, %u pin(s)", cfg->tls_cert, cfg->tls_ca,
+	         cfg->ntls_pins);
+	return 0;
+}
+
+int node_reload(struct node *n)
+{
+	char err[256];
+	int rc;
+
+	if (!n->tls) {
+		log_info("reload: no TLS configured, nothing to reload");
+		return 0;
+	}
+	rc = transport_tls_reload(n->tls, err, sizeof(err));
+	if (rc < 0) {
+		log_warnx("reload: keeping the current TLS context: %s", err);
+		return rc;
+	}
+	log_info("reload: TLS certificate, key and CA reloaded; new links use them");
+	return 0;
+}
+
 int node_init(struct node *n, struct vb_loop *loop, const struct vb_config *cfg)
 {
 	char err[256];
@@ -95,6 +144,9 @@ int node_init(struct node *n, struct vb_loop *loop, const struct vb_config *cfg)
 	}
 	n->tp.max_msg = cfg->max_msg;
 	n->tp.tx_high_water = NODE_TX_HIGH_WATER;
+	if (node_tls_init(n) < 0) {
+		return -1;
+	}
 	for (unsigned i = 0; i < cfg->nexports; i++) {
 		if (!(n->exports[n->nexports] = export_new(n, &cfg->exports[i]))) {
 			return -ENOMEM;
@@ -138,6 +190,8 @@ void node_fini(struct node *n)
 	for (unsigned i = 0; i < NODE_MAX_LINKS; i++) {
 		link_free(n->links[i]);
 	}
+	transport_tls_free(n->tls);
+	n->tls = NULL;
 }
 
 void node_status_json(struct node *n, struct jw *w)

@@ -35,6 +35,7 @@ struct node {
 	struct export *exports[VB_MAX_EXPORTS];
 	unsigned nexports;
 	struct control *ctl;
+	struct transport_tls *tls; /* NULL when no tls:// link is configured */
 };
 
 int node_init(struct node *n, struct vb_loop *loop, const struct vb_config *cfg);
@@ -47,5 +48,7 @@ struct link *node_link_for(struct node *n, const char *uri);
 /* An ATTACH for an export arrived on an accepted link. */
 void node_attach(struct node *n, struct link *l, uint32_t chan, const char *name);
 void node_status_json(struct node *n, struct jw *w);
+/* SIGHUP: reload what can be reloaded (TLS certificate, key, CA). 0 or -errno, logged. */
+int node_reload(struct node *n);
 
 #endif

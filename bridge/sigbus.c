@@ -65,6 +65,15 @@ int sigbus_guard_add(void *base, size_t len, volatile sig_atomic_t *hit)
 	return -ENOSPC;
 }
 
+void sigbus_guard_move(void *base, volatile sig_atomic_t *hit)
+{
+	for (size_t i = 0; i < SIGBUS_MAX_RANGES; i++) {
+		if (guards[i].len && guards[i].start == (uintptr_t)base) {
+			__atomic_store_n(&guards[i].hit, hit, __ATOMIC_RELEASE);
+		}
+	}
+}
+
 void sigbus_guard_del(void *base)
 {
 	for (size_t i = 0; i < SIGBUS_MAX_RANGES; i++) {

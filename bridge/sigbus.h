@@ -20,5 +20,7 @@ int sigbus_guard_install(void);
 int sigbus_guard_add(void *base, size_t len, volatile sig_atomic_t *hit);
 /* Stops guarding the range that starts at base. */
 void sigbus_guard_del(void *base);
+/* The range that starts at base reports into hit from now on (its flag moved). */
+void sigbus_guard_move(void *base, volatile sig_atomic_t *hit);
 
 #endif

@@ -729,8 +729,11 @@ static int h_set_mem_table(struct vu_dev *d, struct vu_msg *m, const char **why)
 		}
 	}
 	vrings_stop_unless_fit(d, &next);
-	old = d->mem;
-	d->mem = next;
+	/* Moved, not copied: the SIGBUS guards must report into d->mem (sigbus.h). */
+	gmem_move(&old, &d->mem);
+	gmem_move(&d->mem, &next);
+	/* A fault in the old memory (queue_stop above touches rings) still ends the session. */
+	d->mem.fault |= old.fault;
 	vrings_remap(d);
 	gmem_clear(&old);
 	return VU_OK;

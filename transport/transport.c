@@ -15,6 +15,7 @@
 
 static const struct transport_ops *const transport_schemes[] = {
     &tcp_transport_ops,
+    &tls_transport_ops,
 };
 
 /* Finds the ops for "scheme://rest"; *addr points at rest. */
@@ -157,6 +158,16 @@ const char *transport_peer(const struct transport *t)
 void transport_get_stats(const struct transport *t, struct transport_stats *st)
 {
 	t->ops->get_stats(t, st);
+}
+
+const char *transport_peer_identity(const struct transport *t)
+{
+	return t->ops->peer_identity ? t->ops->peer_identity(t) : "";
+}
+
+const char *transport_security(const struct transport *t)
+{
+	return t->ops->security ? t->ops->security(t) : "plaintext";
 }
 
 /* RFC 3986 host: reg-name characters; IPv6 literals (and a %zone) inside brackets. */

@@ -5,7 +5,8 @@
  * total length as a little-endian u32 (the bridge wire header, docs/protocol.md);
  * stream transports use that prefix for framing and drop the link when it is
  * below TRANSPORT_MIN_MSG or above the configured maximum, before allocating
- * anything. Schemes: tcp://HOST:PORT (tls:// and tsn:// come later).
+ * anything. Schemes: tcp://HOST:PORT, tls://HOST:PORT (TLS 1.3, mutual
+ * certificates; tsn:// comes later).
  */
 #ifndef VB_TRANSPORT_H
 #define VB_TRANSPORT_H
@@ -17,6 +18,7 @@
 struct vb_loop;
 struct transport;
 struct transport_listener;
+struct transport_tls; /* certificate, key, CA, pins: shared by links, reloadable */
 
 #define TRANSPORT_MIN_MSG 12u
 
@@ -36,8 +38,9 @@ struct transport_upcalls {
 };
 
 struct transport_params {
-	size_t max_msg;       /* largest message accepted either way */
-	size_t tx_high_water; /* transport_writable() is false above this */
+	size_t max_msg;            /* largest message accepted either way */
+	size_t tx_high_water;      /* transport_writable() is false above this */
+	struct transport_tls *tls; /* required by tls:// (-EINVAL without), ignored by tcp:// */
 };
 
 struct transport_stats {
@@ -81,8 +84,48 @@ void transport_pause_rx(struct transport *t, int pause);
 /* Closes and frees; no upcall runs afterwards. Safe from inside an upcall. NULL is a no-op. */
 void transport_close(struct transport *t);
 
-const char *transport_kind(const struct transport *t); /* "tcp" */
+const char *transport_kind(const struct transport *t); /* "tcp", "tls" */
 const char *transport_peer(const struct transport *t); /* "tcp://10.0.0.1:7800" */
 void transport_get_stats(const struct transport *t, struct transport_stats *st);
+/*
+ * The authenticated peer identity (certificate SAN DNS or CN), "" on
+ * plaintext links. Set once the link is UP (an accepted link already is);
+ * the bridge must still compare it with the name the peer claims.
+ */
+const char *transport_peer_identity(const struct transport *t);
+/* "plaintext", or on tls:// once UP e.g. "TLSv1.3 TLS_AES_256_GCM_SHA384" ("" before). */
+const char *transport_security(const struct transport *t);
+
+/*
+ * TLS for tls:// links (OpenSSL): TLS 1.3 only, both sides present a
+ * certificate chaining to `ca` (the system store is not used), no session
+ * resumption. The peer identity is the first SAN DNS name of its
+ * certificate, or its CN when it has no SAN DNS name; 1..253 characters of
+ * [A-Za-z0-9._-], else the handshake fails. Pins, if given, must match the
+ * SHA-256 of the peer certificate's SubjectPublicKeyInfo (any one of them),
+ * in addition to the chain. The client does not match the server's name
+ * against the URI: the bridge checks the identity against the HELLO name.
+ */
+struct transport_tls_config {
+	const char *cert, *key, *ca;   /* PEM files: chain (leaf first), key, trusted CA(s) */
+	const char *const *pins;       /* "sha256//BASE64" or 64 hex chars, may be NULL */
+	unsigned npins;                /* at most TRANSPORT_TLS_MAX_PINS */
+	unsigned handshake_timeout_ms; /* 0 = 10000 */
+};
+
+#define TRANSPORT_TLS_MAX_PINS 8
+
+/* Loads the files and builds the context; NULL with a reason in err (errlen > 0). */
+struct transport_tls *transport_tls_new(const struct transport_tls_config *c, char *err,
+                                        size_t errlen);
+/*
+ * Builds a fresh context from the same files and swaps it in for new links;
+ * existing links keep theirs. 0, or -errno (-ENOENT/-EACCES unreadable
+ * file, -EINVAL bad or mismatched files, -ENOMEM) with the reason in err
+ * (and logged), keeping the old context.
+ */
+int transport_tls_reload(struct transport_tls *tls, char *err, size_t errlen);
+/* Drops the caller's reference; links and listeners hold their own. NULL is a no-op. */
+void transport_tls_free(struct transport_tls *tls);
 
 #endif

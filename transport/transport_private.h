@@ -11,15 +11,18 @@ struct transport_ops {
 	 * returns: transport_connect() installs the upcalls afterwards.
 	 */
 	int (*connect)(struct vb_loop *loop, const char *addr, const struct transport_params *p,
-		       struct transport **out);
+	               struct transport **out);
 	int (*listen)(struct vb_loop *loop, const char *addr, const struct transport_params *p,
-		      transport_accept_cb cb, void *arg, struct transport_listener **out);
+	              transport_accept_cb cb, void *arg, struct transport_listener **out);
 	void (*listener_free)(struct transport_listener *l);
 	int (*send)(struct transport *t, const struct iovec *iov, int iovcnt);
 	int (*writable)(const struct transport *t);
 	void (*pause_rx)(struct transport *t, int pause);
 	void (*close)(struct transport *t);
 	void (*get_stats)(const struct transport *t, struct transport_stats *st);
+	/* Optional: NULL means a plaintext link ("" and "plaintext"). */
+	const char *(*peer_identity)(const struct transport *t);
+	const char *(*security)(const struct transport *t);
 };
 
 /* Embedded first in every implementation's link struct. */
@@ -49,5 +52,6 @@ int transport_parse_hostport(const char *s, size_t len, struct transport_hostpor
 
 /* Registered implementations (transport.c holds the table). */
 extern const struct transport_ops tcp_transport_ops;
+extern const struct transport_ops tls_transport_ops;
 
 #endif

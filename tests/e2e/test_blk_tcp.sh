@@ -10,6 +10,8 @@
 #
 # Cases: single (one disk, one queue), multi (two disks over one link, two
 # queues each). VB_DEMO=1 narrates for a person watching (tools/demo.sh).
+# VB_LINK=tls runs the same over tls:// with mutual certificate
+# authentication (a PKI made by tools/vb-pki) and allow= on every export.
 set -uo pipefail
 # shellcheck source=tests/e2e/lib.sh
 source "$(dirname "$0")/lib.sh"
@@ -18,6 +20,21 @@ VBRIDGED=$VB_BUILD/vbridged
 VBCTL=$VB_BUILD/tools/vbridgectl
 DEMO=${VB_DEMO:-}
 PORT=7800
+SCHEME=${VB_LINK:-tcp}
+SEC_A=(--allow-plaintext)
+SEC_B=(--allow-plaintext)
+ALLOW=
+
+# tls: a CA and certificates for ecu-a and ecu-b; only ecu-b may attach.
+setup_link_security() {
+	[[ $SCHEME == tls ]] || return 0
+	"$VB_SRC/tools/vb-pki" demo "$VB_TMP/pki" >/dev/null || vb_fail "vb-pki demo failed"
+	SEC_A=(--tls-cert "$VB_TMP/pki/ecu-a.pem" --tls-key "$VB_TMP/pki/ecu-a.key"
+		--tls-ca "$VB_TMP/pki/ca.pem")
+	SEC_B=(--tls-cert "$VB_TMP/pki/ecu-b.pem" --tls-key "$VB_TMP/pki/ecu-b.key"
+		--tls-ca "$VB_TMP/pki/ca.pem")
+	ALLOW=,allow=ecu-b
+}
 
 say() { [[ -n $DEMO ]] && echo "==> $*"; return 0; }
 
@@ -29,18 +46,18 @@ start_daemons() {
 		vb_qsd "$VB_NS_A" "$VB_TMP/disk$i.img" "$VB_TMP/qsd$i.sock" "$numq" ||
 			vb_fail "qemu-storage-daemon $i did not start"
 		QSD_PIDS+=("$VB_LAST_PID")
-		exp+=(--export "disk$i=vhost-user:$VB_TMP/qsd$i.sock,type=blk")
-		imp+=(--import "disk$i=tcp://$VB_IP_A:$PORT")
+		exp+=(--export "disk$i=vhost-user:$VB_TMP/qsd$i.sock,type=blk$ALLOW")
+		imp+=(--import "disk$i=$SCHEME://$VB_IP_A:$PORT")
 	done
 	say "ECU A ($VB_NS_A, $VB_IP_A): qemu-storage-daemon serves $ndisks disk(s); vbridged exports them"
 	vb_log_add "$VB_TMP/a.log"
-	vb_run_in "$VB_NS_A" "$VBRIDGED" -d --allow-plaintext --node ecu-a --listen "tcp://$VB_IP_A:$PORT" \
+	vb_run_in "$VB_NS_A" "$VBRIDGED" -d "${SEC_A[@]}" --node ecu-a --listen "$SCHEME://$VB_IP_A:$PORT" \
 		"${exp[@]}" --runtime-dir "$VB_TMP/a" >"$VB_TMP/a.log" 2>&1
 	EXP_PID=$VB_LAST_PID
 	vb_wait_for_socket "$VB_TMP/a/vbridged.sock" 10 "$EXP_PID" || vb_fail "exporter did not start"
-	say "ECU B ($VB_NS_B, $VB_IP_B): vbridged imports them from tcp://$VB_IP_A:$PORT"
+	say "ECU B ($VB_NS_B, $VB_IP_B): vbridged imports them from $SCHEME://$VB_IP_A:$PORT"
 	vb_log_add "$VB_TMP/b.log"
-	vb_run_in "$VB_NS_B" "$VBRIDGED" -d --allow-plaintext --node ecu-b "${imp[@]}" --runtime-dir "$VB_TMP/b" \
+	vb_run_in "$VB_NS_B" "$VBRIDGED" -d "${SEC_B[@]}" --node ecu-b "${imp[@]}" --runtime-dir "$VB_TMP/b" \
 		>"$VB_TMP/b.log" 2>&1
 	IMP_PID=$VB_LAST_PID
 	for ((i = 0; i < ndisks; i++)); do
@@ -89,6 +106,13 @@ else:
     links = [s["links"] for s in b]
     if any(len(l) != 1 for l in links):
         bad.append("importer should have exactly one link: %s" % [len(l) for l in links])
+    want_sec = "TLSv1.3" if sys.argv[4] == "tls" else "plaintext"
+    for side, samples in (("importer", b), ("exporter", a)):
+        sec = samples[-1]["links"][0]["security"] if samples[-1]["links"] else ""
+        if not sec.startswith(want_sec):
+            bad.append(f"{side} link security is '{sec}', want {want_sec}")
+    if sys.argv[4] == "tls" and b[-1]["links"][0]["peer_identity"] != "ecu-a":
+        bad.append("importer link peer_identity is '%s', want ecu-a" % b[-1]["links"][0]["peer_identity"])
     moved(b, lambda s: s["links"][0]["tx_bytes"], "importer link tx_bytes")
     moved(b, lambda s: s["links"][0]["rx_bytes"], "importer link rx_bytes")
     moved(a, lambda s: s["links"][0]["rx_bytes"] if s["links"] else 0, "exporter link rx_bytes")
@@ -131,7 +155,7 @@ run_case() {
 	wait "$sampler"
 	[[ $rc -eq 0 ]] || vb_fail "$name: QEMU exited with status $rc"
 	[[ -n $DEMO ]] && vb_guest_lines "$log" | sed 's/^/    /'
-	check_counters "$VB_TMP/$name.status" "$ndisks" "$numq" || vb_fail "$name: status counters"
+	check_counters "$VB_TMP/$name.status" "$ndisks" "$numq" "$SCHEME" || vb_fail "$name: status counters"
 	if [[ -n $DEMO ]]; then
 		say "vbridgectl status on ECU B:"
 		ip netns exec "$VB_NS_B" "$VBCTL" -s "$VB_TMP/b/vbridged.sock" status | sed 's/^/    /'
@@ -149,7 +173,7 @@ run_case() {
 		"$VB_TMP/a.log" "$VB_TMP/b.log" && vb_fail "$name: a daemon reported an error"
 	vb_blk_verify "$log" "$numq" "${imgs[@]}" || vb_fail "$name: guest and image on ECU A disagree"
 	say "the data the guest wrote on ECU B is on ECU A's disk image, byte for byte"
-	echo "PASS $name: $ndisks disk(s) x $numq queue(s) over one TCP link: $(vb_guest_times "$log"), wall $(vb_elapsed "$t0") s"
+	echo "PASS $name: $ndisks disk(s) x $numq queue(s) over one $SCHEME:// link: $(vb_guest_times "$log"), wall $(vb_elapsed "$t0") s"
 	rm -rf "$VB_TMP/a" "$VB_TMP/b"
 }
 
@@ -163,6 +187,7 @@ main() {
 	say "building the guest (Debian kernel + busybox initramfs, cached)"
 	vb_guest
 	vb_ecus || vb_fail "cannot create the two ECU namespaces"
+	setup_link_security
 	for c in "${cases[@]}"; do
 		case $c in
 		single) run_case single 1 1 ;;
@@ -170,7 +195,7 @@ main() {
 		*) vb_fail "unknown case $c" ;;
 		esac
 	done
-	echo "PASS: test_blk_tcp (${cases[*]})"
+	echo "PASS: test_blk_tcp over $SCHEME:// (${cases[*]})"
 }
 
 main "$@"

@@ -553,6 +553,29 @@ static void test_ini_bounds(void **state)
 	assert_non_null(strstr(err, "t.conf:2: NUL byte"));
 }
 
+/*
+ * Found by tests/fuzz/fuzz_config: a line holding a NUL and longer than
+ * inih's line buffer was copied whole into that buffer (a stack overflow
+ * inside ini_parse_stream). It must be refused like any NUL line.
+ */
+static void test_ini_long_nul_line(void **state)
+{
+	static struct vb_config c;
+	static char text[1 << 16];
+	char err[512] = "";
+	size_t n = 0;
+
+	n += (size_t)snprintf(text, sizeof(text), "[global]\nnode = a");
+	memset(text + n, 'b', sizeof(text) - n - 32);
+	text[n + 10] = '\0';
+	n = sizeof(text) - 32;
+	n += (size_t)snprintf(text + n, sizeof(text) - n, "\nmax-msg = 1M\n");
+	config_defaults(&c);
+	assert_int_equal(config_parse_ini(&c, text, n, "t.conf", err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "t.conf:2: NUL byte"));
+	assert_int_equal(c.max_msg, 4u << 20);
+}
+
 /* Command line ------------------------------------------------------------------------------- */
 
 static char tmpfile_path[64];
@@ -871,15 +894,25 @@ static void test_usage(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_export_specs),    cmocka_unit_test(test_export_allow),
-	    cmocka_unit_test(test_security_keys),   cmocka_unit_test(test_finish_security),
-	    cmocka_unit_test(test_import_specs),    cmocka_unit_test(test_set_keys),
-	    cmocka_unit_test(test_set_values),      cmocka_unit_test(test_lists),
-	    cmocka_unit_test(test_ini_good),        cmocka_unit_test(test_ini_table),
-	    cmocka_unit_test(test_ini_bounds),      cmocka_unit_test(test_args_file_then_flags),
-	    cmocka_unit_test(test_args_table),      cmocka_unit_test(test_args_file_errors),
-	    cmocka_unit_test(test_finish_defaults), cmocka_unit_test(test_finish_errors),
-	    cmocka_unit_test(test_device_types),    cmocka_unit_test(test_usage),
+	    cmocka_unit_test(test_export_specs),
+	    cmocka_unit_test(test_export_allow),
+	    cmocka_unit_test(test_security_keys),
+	    cmocka_unit_test(test_finish_security),
+	    cmocka_unit_test(test_import_specs),
+	    cmocka_unit_test(test_set_keys),
+	    cmocka_unit_test(test_set_values),
+	    cmocka_unit_test(test_lists),
+	    cmocka_unit_test(test_ini_good),
+	    cmocka_unit_test(test_ini_table),
+	    cmocka_unit_test(test_ini_bounds),
+	    cmocka_unit_test(test_ini_long_nul_line),
+	    cmocka_unit_test(test_args_file_then_flags),
+	    cmocka_unit_test(test_args_table),
+	    cmocka_unit_test(test_args_file_errors),
+	    cmocka_unit_test(test_finish_defaults),
+	    cmocka_unit_test(test_finish_errors),
+	    cmocka_unit_test(test_device_types),
+	    cmocka_unit_test(test_usage),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

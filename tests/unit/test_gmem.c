@@ -348,6 +348,40 @@ static void test_sigbus_guard(void **state)
 	close(fd);
 }
 
+/*
+ * A table moved to another struct (vu_dev's SET_MEM_TABLE builds the new one
+ * on the stack) reports faults into its new home, not into the old one.
+ */
+static void test_sigbus_after_move(void **state)
+{
+	long page = sysconf(_SC_PAGESIZE);
+	struct gmem *dst = calloc(1, sizeof(*dst));
+	struct gmem src;
+	const char *why = NULL;
+	volatile uint8_t *p;
+	void *host;
+	int fd = memfd_create("vb-test-move", MFD_CLOEXEC);
+
+	assert_non_null(dst);
+	assert_true(fd >= 0);
+	assert_int_equal(ftruncate(fd, 2 * page), 0);
+	assert_int_equal(sigbus_guard_install(), 0);
+	gmem_init(&src);
+	assert_int_equal(gmem_add_fd(&src, 0, (uint64_t)(2 * page), 0x7000000, 0, fd, &why), 0);
+	gmem_move(dst, &src);
+	assert_int_equal(src.nregions, 0);
+	assert_int_equal(dst->nregions, 1);
+	assert_int_equal(gmem_gpa(dst, page, 1, &host), 1);
+	p = host;
+	assert_int_equal(ftruncate(fd, 0), 0);
+	assert_int_equal(*p, 0); /* would be SIGBUS */
+	assert_true(gmem_faulted(dst));
+	assert_false(gmem_faulted(&src));
+	gmem_clear(dst);
+	free(dst);
+	close(fd);
+}
+
 /* A SIGBUS outside guarded memory keeps its default action (the process dies). */
 static void test_sigbus_unguarded(void **state)
 {
@@ -384,6 +418,7 @@ int main(void)
 	    cmocka_unit_test(test_check_table),
 	    cmocka_unit_test(test_sigbus_guard),
 	    cmocka_unit_test(test_sigbus_unguarded),
+	    cmocka_unit_test(test_sigbus_after_move),
 	    cmocka_unit_test(test_too_many_regions),
 	    cmocka_unit_test(test_add_fd_size),
 	    cmocka_unit_test(test_add_fd_bad_fd),

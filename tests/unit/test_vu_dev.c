@@ -31,8 +31,10 @@
 
 #include <event2/event.h>
 
+#include "bridge/gmem.h"
 #include "bridge/log.h"
 #include "bridge/loop.h"
+#include "bridge/sigbus.h"
 #include "bridge/util.h"
 #include "bridge/virtq.h"
 #include "bridge/vu_dev.h"
@@ -68,6 +70,7 @@ struct owner {
 	bool pop_on_kick;        /* complete every chain and notify, like a device */
 	bool disconnect_on_kick; /* report a broken ring from inside the callback */
 	bool disconnect_on_start;
+	bool faulted; /* the guest memory table said so after the last kick */
 	int popped;
 	uint8_t config[16];
 	int config_sets;
@@ -153,6 +156,7 @@ static void o_queue_kick(void *arg, unsigned q)
 	if (F->o.pop_on_kick) {
 		vu_dev_notify(F->dev, q);
 	}
+	F->o.faulted = gmem_faulted(vu_dev_mem(F->dev));
 }
 
 static void o_reset(void *arg)
@@ -725,6 +729,42 @@ static void test_rem_mem_reg_stops_queue(void **state)
 	close_all(fd, kfd, cfd);
 	pump();
 	assert_int_equal(fd_count(), base_fds);
+}
+
+/*
+ * Found by tests/fuzz/fuzz_vu_stream (adversarial case 16 on the SET_MEM_TABLE
+ * path): the table was built on the stack and copied into place, so each
+ * region's SIGBUS guard still pointed at the dead stack copy. A truncated
+ * memfd then wrote into a stale stack frame and the session carried on.
+ */
+static void test_set_mem_table_truncated(void **state)
+{
+	int kfd, cfd, fd = fe_connect();
+	int mfd = memfd_new(MEM_SIZE);
+	uint64_t f = fe_get_u64(fd, VHOST_USER_GET_FEATURES);
+	uint8_t p[8 + 32];
+
+	assert_int_equal(sigbus_guard_install(), 0); /* over the test framework's handler */
+	/* Without F_PROTOCOL_FEATURES the ring starts as soon as it has a kick fd. */
+	f &= ~BIT(VHOST_USER_F_PROTOCOL_FEATURES);
+	assert_int_equal(fe_set_u64(fd, VHOST_USER_SET_FEATURES, f), 0);
+	memset(p, 0, sizeof(p));
+	put_le32(p, 1);
+	put_le64(p + 8, MEM_GPA);
+	put_le64(p + 16, MEM_SIZE);
+	put_le64(p + 24, MEM_UADDR);
+	assert_int_equal(fe_call(fd, VHOST_USER_SET_MEM_TABLE, p, sizeof(p), &mfd, 1), 0);
+	fe_ring(fd, 0, &kfd, &cfd);
+	assert_int_equal(F->o.starts, 1);
+	F->o.pop_on_kick = true;
+	assert_int_equal(ftruncate(mfd, 0), 0); /* the VMM takes the guest's RAM away */
+	kick(kfd);
+	assert_int_equal(F->o.kicks, 1);
+	assert_true(F->o.faulted);
+	close(mfd);
+	close_all(fd, kfd, cfd);
+	pump();
+	assert_int_equal(F->o.disconnected, 1);
 }
 
 /* SET_MEM_TABLE replaces the table; a running ring that still fits keeps running. */
@@ -1319,6 +1359,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_vmm_gone, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_rem_mem_reg_stops_queue, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_set_mem_table_remap, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_set_mem_table_truncated, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_config, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_backend_channel, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_reset_device, setup, teardown),

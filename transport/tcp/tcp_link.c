@@ -4,7 +4,8 @@
  * Framing: every bridge message starts with its total length as a u32 LE
  * (docs/protocol.md). The prefix is range-checked as soon as its 4 bytes are
  * in, before waiting for (or allocating) the body, so a hostile length drops
- * the link without a large allocation (adversarial case 33).
+ * the link without a large allocation (adversarial case 33). The buffer and
+ * framing code is shared with tls:// links (tcp_common.c).
  *
  * Receive path: the bufferevent only writes (and connects); reading is our
  * own persistent EV_READ event on the same fd (libevent's epoll changelist
@@ -32,7 +33,7 @@
  * Likewise DOWN is reported once (tcp_link_down() ignores later calls) and
  * the socket is released when the callback that saw the loss returns.
  */
-#include "transport/transport_private.h"
+#include "transport/tcp/tcp_common.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -50,22 +51,13 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
-#include <event2/listener.h>
 
 #include "bridge/log.h"
 #include "bridge/loop.h"
 #include "bridge/util.h"
 
 #define TCP_CONNECT_TIMEOUT_S 10
-#define TCP_LISTEN_BACKLOG    64
-#define TCP_ACCEPT_RETRY_S    1
-#define TCP_WRITE_MAX         (256 * 1024)  /* per writev(2); libevent's default is 16 KiB */
-#define TCP_READ_MAX          (256 * 1024)  /* per recv(2), bounded by the free space */
-#define TCP_RX_BUDGET         (1024 * 1024) /* per wakeup, for fairness between links */
-#define TCP_RX_INIT           (128 * 1024)  /* a 64 KiB request with its header fits */
-#define TCP_RX_AHEAD          (64 * 1024)   /* room beyond a large message when growing */
-#define TCP_RX_SHRINK_AFTER   16
-#define TCP_PREFIX_LEN        4
+#define TCP_WRITE_MAX         (256 * 1024) /* per writev(2); libevent's default is 16 KiB */
 
 enum tcp_link_state {
 	TCP_CONNECTING,
@@ -86,9 +78,7 @@ struct tcp_link {
 	struct event *start_ev; /* outgoing: resolve and connect from the loop */
 	struct event *proc_ev;  /* delivers input left buffered while paused */
 	struct event *rx_ev;    /* EV_READ on the socket while UP and not paused */
-	uint8_t *rx_buf;        /* [rx_head, rx_tail) received, not yet delivered */
-	size_t rx_cap, rx_head, rx_tail;
-	unsigned rx_small_run; /* messages in a row that fit TCP_RX_INIT */
+	struct tcp_rx rx;
 	struct addrinfo *ai_list, *ai_next;
 	struct transport_hostport hp;
 	size_t max_msg;
@@ -105,80 +95,11 @@ struct tcp_link {
 struct tcp_listener {
 	struct transport_listener base; /* first */
 	struct event_base *evb;
-	struct evconnlistener *lev;
-	struct event *retry_ev;
+	struct tcp_acceptor acc;
 	struct transport_params params;
 	transport_accept_cb cb;
 	void *arg;
 };
-
-/*
- * Keepalive notices a silently dead peer within about IDLE + CNT * INTVL
- * seconds even while no message flows; the bridge's pings sit on top.
- */
-static const struct {
-	int level, name, value;
-	const char *what;
-} tcp_sockopts[] = {
-    {IPPROTO_TCP, TCP_NODELAY, 1, "TCP_NODELAY"},
-    {SOL_SOCKET, SO_KEEPALIVE, 1, "SO_KEEPALIVE"},
-    {IPPROTO_TCP, TCP_KEEPIDLE, 10, "TCP_KEEPIDLE"},
-    {IPPROTO_TCP, TCP_KEEPINTVL, 5, "TCP_KEEPINTVL"},
-    {IPPROTO_TCP, TCP_KEEPCNT, 3, "TCP_KEEPCNT"},
-};
-
-static void tcp_set_sockopts(int fd)
-{
-	size_t i;
-
-	for (i = 0; i < ARRAY_SIZE(tcp_sockopts); i++) {
-		if (setsockopt(fd, tcp_sockopts[i].level, tcp_sockopts[i].name,
-		               &tcp_sockopts[i].value, sizeof(int)) < 0) {
-			log_warn("tcp: setsockopt %s", tcp_sockopts[i].what);
-		}
-	}
-}
-
-/* "tcp://a.b.c.d:port" or "tcp://[v6]:port"; a v4-mapped v6 address prints as v4. */
-static void tcp_sockaddr_uri(const struct sockaddr *sa, socklen_t salen, char *buf, size_t len)
-{
-	char host[NI_MAXHOST], serv[NI_MAXSERV];
-	struct sockaddr_in sin;
-	const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)sa;
-
-	if (sa->sa_family == AF_INET6 && IN6_IS_ADDR_V4MAPPED(&sin6->sin6_addr)) {
-		memset(&sin, 0, sizeof(sin));
-		sin.sin_family = AF_INET;
-		sin.sin_port = sin6->sin6_port;
-		memcpy(&sin.sin_addr, &sin6->sin6_addr.s6_addr[12], 4);
-		sa = (const struct sockaddr *)&sin;
-		salen = sizeof(sin);
-	}
-	if (getnameinfo(sa, salen, host, sizeof(host), serv, sizeof(serv),
-	                NI_NUMERICHOST | NI_NUMERICSERV) != 0) {
-		snprintf(buf, len, "tcp://?");
-		return;
-	}
-	snprintf(buf, len, sa->sa_family == AF_INET6 ? "tcp://[%s]:%s" : "tcp://%s:%s", host, serv);
-}
-
-/* Numeric hosts first (no DNS round trip, no blocking); names through the resolver. */
-static int tcp_resolve(const struct transport_hostport *hp, int passive, struct addrinfo **out)
-{
-	struct addrinfo hints = {
-	    .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_protocol = IPPROTO_TCP};
-	char port[8];
-	int rc;
-
-	snprintf(port, sizeof(port), "%u", hp->port);
-	hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV | (passive ? AI_PASSIVE : 0);
-	rc = getaddrinfo(hp->host, port, &hints, out);
-	if (rc == EAI_NONAME) {
-		hints.ai_flags = AI_NUMERICSERV | AI_ADDRCONFIG | (passive ? AI_PASSIVE : 0);
-		rc = getaddrinfo(hp->host, port, &hints, out);
-	}
-	return rc;
-}
 
 /* --- links --------------------------------------------------------------------------------- */
 
@@ -213,9 +134,7 @@ static void tcp_link_release_io(struct tcp_link *l)
 		event_free(l->rx_ev);
 		l->rx_ev = NULL;
 	}
-	free(l->rx_buf);
-	l->rx_buf = NULL;
-	l->rx_cap = l->rx_head = l->rx_tail = 0;
+	tcp_rx_free(&l->rx);
 	if (l->bev) {
 		bufferevent_free(l->bev);
 		l->bev = NULL;
@@ -246,15 +165,13 @@ static void tcp_link_attach(struct tcp_link *l, struct bufferevent *bev)
 }
 
 /* The receive side of an established link: its read event and buffer. 0 or -ENOMEM. */
-static int tcp_rx_init(struct tcp_link *l)
+static int tcp_rx_setup(struct tcp_link *l)
 {
 	l->rx_ev = event_new(l->evb, bufferevent_getfd(l->bev), EV_READ | EV_PERSIST, tcp_rx_cb, l);
-	l->rx_buf = malloc(TCP_RX_INIT);
-	if (!l->rx_ev || !l->rx_buf) {
+	if (!l->rx_ev) {
 		return -ENOMEM;
 	}
-	l->rx_cap = TCP_RX_INIT;
-	return 0;
+	return tcp_rx_init(&l->rx, l->max_msg);
 }
 
 static bool tcp_rx_active(const struct tcp_link *l)
@@ -326,41 +243,23 @@ static void tcp_link_down(struct tcp_link *l, const char *fmt, ...)
 	tcp_upcall_state(l, TRANSPORT_DOWN, l->reason);
 }
 
-/* The prefix is the message's total length, itself included (docs/protocol.md). */
-static int tcp_frame_check(uint32_t len, size_t max_msg)
-{
-	return len < TRANSPORT_MIN_MSG || len > max_msg ? -EBADMSG : 0;
-}
-
 /*
- * Delivers each whole buffered message in place. A message is consumed
- * before its upcall, so a pause or close inside it leaves exactly the rest
- * queued. Stops on pause, close, a bad prefix or a partial tail; moving
- * bytes is left to tcp_rx_room(), never done while a message is out.
+ * Delivers each whole buffered message in place (tcp_rx_next). Stops on
+ * pause, close, a bad prefix or a partial tail.
  */
 static void tcp_link_process(struct tcp_link *l)
 {
 	const uint8_t *msg;
 	uint32_t len;
+	int rc;
 
-	while (tcp_rx_active(l) && l->rx_tail - l->rx_head >= TCP_PREFIX_LEN) {
-		msg = l->rx_buf + l->rx_head;
-		len = get_le32(msg);
-		if (tcp_frame_check(len, l->max_msg) < 0) {
+	while (tcp_rx_active(l) && (rc = tcp_rx_next(&l->rx, &msg, &len)) != 0) {
+		if (rc < 0) {
 			log_warnx("tcp link %s: frame length %" PRIu32 " outside %u..%zu",
 			          l->base.peer, len, TRANSPORT_MIN_MSG, l->max_msg);
 			tcp_link_down(l, "bad frame length %" PRIu32 " (allowed %u..%zu)", len,
 			              TRANSPORT_MIN_MSG, l->max_msg);
 			return;
-		}
-		if (l->rx_tail - l->rx_head < len) {
-			return;
-		}
-		l->rx_head += len;
-		if (len > TCP_RX_INIT) {
-			l->rx_small_run = 0;
-		} else if (l->rx_small_run < TCP_RX_SHRINK_AFTER) {
-			l->rx_small_run++;
 		}
 		l->st.rx_msgs++;
 		l->st.rx_bytes += len;
@@ -370,56 +269,10 @@ static void tcp_link_process(struct tcp_link *l)
 	}
 }
 
-/* Sets the capacity to cap (at least what is buffered); 0 or -ENOMEM, the old buffer kept. */
-static int tcp_rx_resize(struct tcp_link *l, size_t cap)
-{
-	uint8_t *b = realloc(l->rx_buf, cap);
-
-	if (!b) {
-		return -ENOMEM;
-	}
-	l->rx_buf = b;
-	l->rx_cap = cap;
-	return 0;
-}
-
-/*
- * Makes room behind the undelivered bytes, which are at most one partial
- * message whose prefix, if complete, tcp_link_process() has checked: the
- * tail moves to the front, and the buffer grows to hold the announced
- * length, or shrinks (see the top of the file). Returns the free space
- * (> 0) or -ENOMEM.
- */
-static ssize_t tcp_rx_room(struct tcp_link *l)
-{
-	size_t have = l->rx_tail - l->rx_head;
-	size_t need = TCP_PREFIX_LEN;
-
-	if (have >= TCP_PREFIX_LEN) {
-		need = get_le32(l->rx_buf + l->rx_head);
-	}
-	if (l->rx_head > 0) {
-		memmove(l->rx_buf, l->rx_buf + l->rx_head, have);
-		l->rx_head = 0;
-		l->rx_tail = have;
-	}
-	if (need > l->rx_cap) {
-		/* need <= max_msg (checked), so the buffer stays under max_msg + TCP_RX_AHEAD. */
-		if (tcp_rx_resize(l, need + TCP_RX_AHEAD) < 0) {
-			return -ENOMEM;
-		}
-	} else if (need <= TCP_RX_INIT && l->rx_cap > TCP_RX_INIT &&
-	           l->rx_small_run >= TCP_RX_SHRINK_AFTER) {
-		/* realloc keeps the partial message; if it fails the old buffer stays. */
-		tcp_rx_resize(l, TCP_RX_INIT);
-	}
-	return (ssize_t)(l->rx_cap - l->rx_tail);
-}
-
 /* The peer's FIN, seen once every whole message before it was delivered. */
 static void tcp_rx_eof(struct tcp_link *l)
 {
-	size_t left = l->rx_tail - l->rx_head;
+	size_t left = tcp_rx_left(&l->rx);
 
 	if (left) {
 		tcp_link_down(l, "peer closed the connection mid-message (%zu bytes left)", left);
@@ -434,21 +287,20 @@ static void tcp_rx_eof(struct tcp_link *l)
  */
 static int tcp_rx_read(struct tcp_link *l, size_t *budget)
 {
-	ssize_t room = tcp_rx_room(l);
+	ssize_t room = tcp_rx_room(&l->rx);
 	size_t want;
 	ssize_t n;
 
 	if (room < 0) {
-		tcp_link_down(l, "no memory for a %" PRIu32 "-byte message",
-		              get_le32(l->rx_buf + l->rx_head));
+		tcp_link_down(l, "no memory for a %" PRIu32 "-byte message", tcp_rx_wanted(&l->rx));
 		return -1;
 	}
 	want = VB_MIN((size_t)room, TCP_READ_MAX);
 	do {
-		n = recv(event_get_fd(l->rx_ev), l->rx_buf + l->rx_tail, want, MSG_DONTWAIT);
+		n = recv(event_get_fd(l->rx_ev), l->rx.buf + l->rx.tail, want, MSG_DONTWAIT);
 	} while (n < 0 && errno == EINTR);
 	if (n > 0) {
-		l->rx_tail += (size_t)n;
+		tcp_rx_commit(&l->rx, (size_t)n);
 		*budget -= VB_MIN(*budget, (size_t)n);
 		return (size_t)n == want;
 	}
@@ -487,9 +339,7 @@ static void tcp_proc_cb(evutil_socket_t fd, short what, void *arg)
 	struct tcp_link *l = arg;
 
 	tcp_link_enter(l);
-	if (l->rx_buf) {
-		tcp_link_process(l);
-	}
+	tcp_link_process(l);
 	tcp_link_leave(l);
 }
 
@@ -515,7 +365,7 @@ static void tcp_link_up(struct tcp_link *l)
 		freeaddrinfo(l->ai_list);
 		l->ai_list = l->ai_next = NULL;
 	}
-	if (tcp_rx_init(l) < 0) {
+	if (tcp_rx_setup(l) < 0) {
 		tcp_link_down(l, "no memory for the receive buffer");
 		return;
 	}
@@ -525,22 +375,15 @@ static void tcp_link_up(struct tcp_link *l)
 	tcp_upcall_state(l, TRANSPORT_UP, "connected");
 }
 
-/* A nonblocking connect of our own: CLOEXEC, options set first, and the real errno. */
+/* A nonblocking connect of our own (tcp_sock_connect): CLOEXEC, options set first, real errno. */
 static int tcp_connect_addr(struct tcp_link *l, const struct addrinfo *ai)
 {
 	const struct timeval tmo = {.tv_sec = TCP_CONNECT_TIMEOUT_S};
 	struct bufferevent *bev;
-	int fd, err;
+	int fd = tcp_sock_connect(ai);
 
-	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP);
 	if (fd < 0) {
-		return -errno;
-	}
-	tcp_set_sockopts(fd);
-	if (connect(fd, ai->ai_addr, ai->ai_addrlen) < 0 && errno != EINPROGRESS) {
-		err = -errno;
-		close(fd);
-		return err;
+		return fd;
 	}
 	bev = bufferevent_socket_new(l->evb, fd, BEV_OPT_CLOSE_ON_FREE);
 	if (!bev) {
@@ -584,7 +427,7 @@ static void tcp_start_cb(evutil_socket_t fd, short what, void *arg)
 	int rc;
 
 	tcp_link_enter(l);
-	rc = tcp_resolve(&l->hp, 0, &l->ai_list);
+	rc = tcp_sock_resolve(&l->hp, 0, &l->ai_list);
 	if (rc != 0) {
 		l->ai_list = NULL;
 		tcp_link_down(l, "resolve %s: %s", l->hp.host, gai_strerror(rc));
@@ -659,48 +502,19 @@ static size_t tcp_queued(const struct tcp_link *l)
 	return l->bev ? evbuffer_get_length(bufferevent_get_output(l->bev)) : 0;
 }
 
-/* Total length of the iovec and its first 4 bytes (the prefix); -EINVAL if malformed. */
-static int tcp_iov_scan(const struct iovec *iov, int iovcnt, size_t *total, uint8_t *prefix)
-{
-	size_t sum = 0, got = 0, n;
-	int i;
-
-	if (!iov || iovcnt <= 0) {
-		return -EINVAL;
-	}
-	for (i = 0; i < iovcnt; i++) {
-		if (iov[i].iov_len > SIZE_MAX - sum) {
-			return -EINVAL;
-		}
-		sum += iov[i].iov_len;
-		n = VB_MIN(iov[i].iov_len, TCP_PREFIX_LEN - got);
-		memcpy(prefix + got, iov[i].iov_base, n);
-		got += n;
-	}
-	*total = sum;
-	return got == TCP_PREFIX_LEN ? 0 : -EINVAL;
-}
-
 static int tcp_send(struct transport *t, const struct iovec *iov, int iovcnt)
 {
 	struct tcp_link *l = container_of(t, struct tcp_link, base);
-	uint8_t prefix[TCP_PREFIX_LEN];
 	struct evbuffer *out;
 	size_t total;
-	int i;
+	int i, rc;
 
 	if (l->state != TCP_UP || l->closed || !l->bev) {
 		return -ENOTCONN;
 	}
-	if (tcp_iov_scan(iov, iovcnt, &total, prefix) < 0 || total < TRANSPORT_MIN_MSG) {
-		return -EINVAL;
-	}
-	if (total > l->max_msg) {
-		return -EMSGSIZE;
-	}
-	/* A prefix that disagrees would desynchronise the peer's framing. */
-	if (get_le32(prefix) != total) {
-		return -EINVAL;
+	rc = tcp_msg_check(iov, iovcnt, l->max_msg, &total);
+	if (rc < 0) {
+		return rc;
 	}
 	out = bufferevent_get_output(l->bev);
 	/* Bounded memory: a caller honouring writable() stays under hw + max_msg. */
@@ -795,8 +609,7 @@ static void tcp_get_stats(const struct transport *t, struct transport_stats *st)
 
 /* --- listeners ----------------------------------------------------------------------------- */
 
-static void tcp_accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa,
-                          int salen, void *arg)
+static void tcp_accept_cb(int fd, const struct sockaddr *sa, socklen_t salen, void *arg)
 {
 	struct tcp_listener *tl = arg;
 	struct bufferevent *bev;
@@ -812,14 +625,14 @@ static void tcp_accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct
 		close(fd);
 		return;
 	}
-	tcp_set_sockopts(fd);
+	tcp_sock_setopts(fd);
 	tcp_link_attach(l, bev);
-	if (tcp_rx_init(l) < 0) {
+	if (tcp_rx_setup(l) < 0) {
 		log_warnx("tcp listener %s: out of memory, dropping a connection", tl->base.uri);
 		tcp_link_free(l); /* the bev closes fd */
 		return;
 	}
-	tcp_sockaddr_uri(sa, (socklen_t)salen, l->base.peer, sizeof(l->base.peer));
+	tcp_sock_uri(sa, salen, "tcp", l->base.peer, sizeof(l->base.peer));
 	tcp_link_set_state(l, TCP_UP, "accepted");
 	/* The callback may set upcalls, pause, send or close; tl may be freed by it. */
 	tcp_link_enter(l);
@@ -831,115 +644,22 @@ static void tcp_accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct
 	tcp_link_leave(l);
 }
 
-static void tcp_accept_retry_cb(evutil_socket_t fd, short what, void *arg)
-{
-	struct tcp_listener *tl = arg;
-
-	evconnlistener_enable(tl->lev);
-}
-
-/* Out of fds or memory: accept would fail again at once, so back off instead of spinning. */
-static void tcp_accept_error_cb(struct evconnlistener *lev, void *arg)
-{
-	const struct timeval retry = {.tv_sec = TCP_ACCEPT_RETRY_S};
-	struct tcp_listener *tl = arg;
-	int err = EVUTIL_SOCKET_ERROR();
-
-	log_warnx("tcp listener %s: accept: %s", tl->base.uri, strerror(err));
-	if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
-		evconnlistener_disable(lev);
-		evtimer_add(tl->retry_ev, &retry);
-	}
-}
-
-/* A listening socket; [::] also takes IPv4 (V6ONLY off whatever the sysctl says). */
-static int tcp_bind(const struct addrinfo *ai)
-{
-	const int on = 1, off = 0;
-	int fd, err;
-
-	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP);
-	if (fd < 0) {
-		return -errno;
-	}
-	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) < 0 ||
-	    (ai->ai_family == AF_INET6 &&
-	     setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof(off)) < 0) ||
-	    bind(fd, ai->ai_addr, ai->ai_addrlen) < 0) {
-		err = -errno;
-		close(fd);
-		return err;
-	}
-	return fd;
-}
-
 static void tcp_listener_free(struct transport_listener *base)
 {
 	struct tcp_listener *tl = container_of(base, struct tcp_listener, base);
 
-	if (tl->lev) {
-		evconnlistener_free(tl->lev);
-	}
-	if (tl->retry_ev) {
-		event_free(tl->retry_ev);
-	}
+	tcp_acceptor_close(&tl->acc);
 	free(tl);
-}
-
-/* Binds the first resolved address; the listener owns fd from here on. */
-static int tcp_listener_start(struct tcp_listener *tl, int fd)
-{
-	struct sockaddr_storage ss;
-	socklen_t sslen = sizeof(ss);
-
-	tl->lev = evconnlistener_new(tl->evb, tcp_accept_cb, tl,
-	                             LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC,
-	                             TCP_LISTEN_BACKLOG, fd);
-	if (!tl->lev) {
-		int err = errno ? -errno : -ENOMEM;
-
-		close(fd);
-		return err;
-	}
-	evconnlistener_set_error_cb(tl->lev, tcp_accept_error_cb);
-	tl->retry_ev = evtimer_new(tl->evb, tcp_accept_retry_cb, tl);
-	if (!tl->retry_ev) {
-		return -ENOMEM;
-	}
-	if (getsockname(fd, (struct sockaddr *)&ss, &sslen) < 0) {
-		return -errno;
-	}
-	tcp_sockaddr_uri((struct sockaddr *)&ss, sslen, tl->base.uri, sizeof(tl->base.uri));
-	return 0;
 }
 
 static int tcp_listen(struct vb_loop *loop, const char *addr, const struct transport_params *p,
                       transport_accept_cb cb, void *arg, struct transport_listener **out)
 {
-	struct transport_hostport hp;
-	struct addrinfo *ai;
 	struct tcp_listener *tl;
-	int rc, fd;
+	int rc;
 
-	if (transport_parse_hostport(addr, strlen(addr), &hp) < 0) {
-		log_warnx("tcp: bad listen address \"%s\" (want HOST:PORT)", addr);
-		return -EINVAL;
-	}
-	rc = tcp_resolve(&hp, 1, &ai);
-	if (rc != 0) {
-		log_warnx("tcp: resolve %s: %s", hp.host, gai_strerror(rc));
-		return -EADDRNOTAVAIL;
-	}
-	fd = tcp_bind(ai);
-	freeaddrinfo(ai);
-	if (fd < 0) {
-		errno = -fd;
-		log_warn("tcp: bind %s", addr);
-		return fd;
-	}
 	tl = calloc(1, sizeof(*tl));
 	if (!tl) {
-		close(fd);
 		return -ENOMEM;
 	}
 	tl->base.ops = &tcp_transport_ops;
@@ -947,10 +667,10 @@ static int tcp_listen(struct vb_loop *loop, const char *addr, const struct trans
 	tl->params = *p;
 	tl->cb = cb;
 	tl->arg = arg;
-	rc = tcp_listener_start(tl, fd);
+	rc = tcp_acceptor_open(&tl->acc, tl->evb, "tcp", addr, tcp_accept_cb, tl, tl->base.uri,
+	                       sizeof(tl->base.uri));
 	if (rc < 0) {
-		log_warnx("tcp: listen %s: %s", addr, strerror(-rc));
-		tcp_listener_free(&tl->base);
+		free(tl);
 		return rc;
 	}
 	log_debug("tcp: listening on %s", tl->base.uri);
