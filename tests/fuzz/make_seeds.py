@@ -1,0 +1,443 @@
+#!/usr/bin/env python3
+"""Writes the seed corpora of tests/fuzz/ (tests/fuzz/corpus/<target>/).
+
+The seeds follow the unit tests' vectors: the golden wire encodings are read
+out of tests/unit/test_wire.c, the others restate the tables of
+test_config.c, test_virtq.c, test_vu_msg.c and test_vu_dev.c (QEMU 7.2's
+set-up sequence and the hostile cases) in each harness's input format, which
+is described at the top of each fuzz_*.c. Seeds are small (a few hundred
+bytes); run this again after changing a harness's input format.
+
+Usage: tests/fuzz/make_seeds.py [OUTDIR]   (default: tests/fuzz/corpus)
+"""
+import os
+import re
+import shutil
+import struct
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SRC = os.path.dirname(os.path.dirname(HERE))
+
+
+def u8(v):
+    return struct.pack("<B", v & 0xFF)
+
+
+def u16(v):
+    return struct.pack("<H", v & 0xFFFF)
+
+
+def u32(v):
+    return struct.pack("<I", v & 0xFFFFFFFF)
+
+
+def u64(v):
+    return struct.pack("<Q", v & 0xFFFFFFFFFFFFFFFF)
+
+
+# ---- fuzz_wire: the golden frames of test_wire.c, and a few refused ones ----------------------
+
+
+def wire_seeds():
+    text = open(os.path.join(SRC, "tests/unit/test_wire.c")).read()
+    seeds = {}
+    # Adjacent string literals of hex digits form one frame: "210000000101..." "0101...".
+    for m in re.finditer(r'((?:"[0-9a-f]*"\s*)+)', text):
+        hexs = "".join(re.findall(r'"([0-9a-f]*)"', m.group(1)))
+        if len(hexs) < 24 or len(hexs) % 2:
+            continue
+        frame = bytes.fromhex(hexs)
+        if struct.unpack_from("<I", frame)[0] != len(frame):
+            continue
+        seeds["golden-%02d-type%d" % (len(seeds), frame[5])] = frame
+    if len(seeds) < 10:
+        sys.exit("make_seeds: found only %d golden frames in test_wire.c" % len(seeds))
+    hello = next(v for k, v in seeds.items() if k.endswith("type1"))
+    seeds["bad-len-field"] = u32(0xFFFFFFFF) + hello[4:]
+    seeds["bad-version"] = hello[:4] + b"\x02" + hello[5:]
+    seeds["bad-type"] = hello[:5] + b"\x63" + hello[6:]
+    seeds["short"] = hello[:11]
+    return seeds
+
+
+# ---- fuzz_config: INI files of test_config.c; "export\nimport" spec pairs ---------------------
+
+INI = {
+    "good": "; vbridged configuration\n# comments both ways\n\n[global]\nnode = ecu-a\n"
+    "  listen = tcp://[::]:7800\n\tlisten=tcp://0.0.0.0:7801\n"
+    "export = disk0=vhost-user:/run/qsd/disk0.sock,type=blk ; trailing\n"
+    "export = rng0=vhost-user:/run/rng.sock,type=rng\n"
+    "import = cam0=tcp://ecu-c:7800,socket=/run/cam0.sock\nruntime-dir = /run/vb\n"
+    "pool-size = 8M\nmax-queue-size = 256\nmax-msg = 1M\ncontrol = /run/vb/ctl.sock\n"
+    "allow-plaintext = yes\n",
+    "tls": "[global]\nnode = ecu-b\nlisten = tls://[::]:7800\ntls-cert = /etc/vb/c.pem\n"
+    "tls-key = /etc/vb/k.pem\ntls-ca = /etc/vb/ca.pem\n"
+    "tls-pin = sha256//AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n"
+    "export = d=vhost-user:/s,type=blk,allow=ecu-a:rig.lab-3,pool=1M\n",
+    "crlf": "[global]\r\nnode = crlf\r\n",
+    "no-final-newline": "[global]\nnode = last",
+    "keys-before-section": "node = pre\nimport = d=tcp://[fe80::1%veth0]:7800\n",
+    "unknown-section": "[global]\nnode = a\n\n[port eth0]\nx = 1\n",
+    "section-without-bracket": "[global\nnode = a\n",
+    "bad-value": "[global]\nmax-queue-size = 1000\n",
+    "key-twice": "[global]\nnode = a\nnode = b\n",
+    "syntax-error": "[global]\njunk\nnodes = a\n",
+    "nul-byte": "[global]\nnode = a\0b\nmax-msg = 1M\n",
+    "long-line": "[global]\nnode = a\ncontrol = /" + "0" * 250 + "\nmax-msg = 1M\n",
+    "long-path": "[global]\nruntime-dir = /" + "r" * 100 + "\nimport = x=tcp://a:1\n",
+}
+
+SPECS = {
+    "blk": ("disk0=vhost-user:/run/qsd/disk0.sock,type=blk", "disk0=tcp://ecu-a:7800"),
+    "comma-path": ("d=vhost-user:/a,,b.sock,type=blk", "d=tcp://a:1,socket=/tmp/d.sock"),
+    "options": ("d=vhost-user:/s,config-size=8,type=99,pool=64K", "d=tls://host.example:65535"),
+    "allow": ("d=vhost-user:/x,allow=ecu-b:rig.lab-3", "d=tcp://[::ffff:10.0.0.1]:7800"),
+    "v6-zone": ("d=vhost-user:rel.sock", "d=tcp://[fe80::1%veth0]:7800"),
+    "bad": ("d=vhost-user:/s,type=blk,type=net", "d=tcp://[::1:7800"),
+    "bad-port": ("d=vhost-user:/s,pool=2G", "d=tcp://a:99999999999999999999999"),
+}
+
+
+def config_seeds():
+    seeds = {"ini-" + k: v.encode() for k, v in INI.items()}
+    for k, (e, i) in SPECS.items():
+        seeds["spec-" + k] = (e + "\n" + i).encode()
+    return seeds
+
+
+# ---- fuzz_vu_stream: records of fuzz_vu_stream.c ---------------------------------------------
+
+GET_FEATURES, SET_FEATURES, SET_OWNER, RESET_OWNER, SET_MEM_TABLE = 1, 2, 3, 4, 5
+SET_VRING_NUM, SET_VRING_ADDR, SET_VRING_BASE, GET_VRING_BASE = 8, 9, 10, 11
+SET_VRING_KICK, SET_VRING_CALL, SET_VRING_ERR = 12, 13, 14
+GET_PROTOCOL_FEATURES, SET_PROTOCOL_FEATURES, GET_QUEUE_NUM, SET_VRING_ENABLE = 15, 16, 17, 18
+SET_BACKEND_REQ_FD, GET_CONFIG, SET_CONFIG, RESET_DEVICE = 21, 24, 25, 34
+GET_MAX_MEM_SLOTS, ADD_MEM_REG, REM_MEM_REG = 36, 37, 38
+
+FEATURES = (1 << 1) | (1 << 6) | (1 << 9) | (1 << 28) | (1 << 29) | (1 << 30) | (1 << 32)
+PROTOCOL = (1 << 0) | (1 << 3) | (1 << 5) | (1 << 9) | (1 << 13) | (1 << 15)
+
+FK_MEMFD, FK_EVENTFD, FK_FILE, FK_SOCKET, FK_SAME, FK_FILL = range(6)
+
+GPA, UADDR, QSIZE, PAGES = 0x100000, 0x7F0000000000, 8, 8
+DESC, AVAIL, USED, BUF = 0x0000, 0x1000, 0x2000, 0x4000
+
+
+def fd(kind, pages=0, fill=None):
+    spec = u8(pages << 4 | kind)
+    if kind == FK_FILL:
+        off, data = fill
+        spec += u16(off) + u8(len(data)) + data
+    return spec
+
+
+def msg(req, payload=b"", fds=(), need_reply=True, split=False):
+    """A cooked message: request byte, valid flags, size from the payload."""
+    n = len(fds)
+    ctl = (0x20 if need_reply else 0) | (0x10 if split else 0)
+    if n <= 2:
+        ctl |= n << 6
+        head = u8(ctl)
+    else:
+        head = u8(ctl | 0xC0) + u8(n)
+    return head + b"".join(fds) + u8(req) + u16(len(payload)) + payload
+
+
+def raw(hdr, payload=b"", fds=()):
+    """A raw header (request, flags, size as given) and payload."""
+    n = len(fds)
+    ctl = 0x08 | (min(n, 3) << 6)
+    head = u8(ctl) + (u8(n) if n > 2 else b"")
+    return head + b"".join(fds) + hdr + u16(len(payload)) + payload
+
+
+def kick(which=0):
+    return u8(6) + u8(which)
+
+
+def action(kind, hi, sel=0, extra=b""):
+    """what % 5 == kind with what >> 4 == hi (see acts[] in fuzz_vu_stream.c)."""
+    what = next(hi << 4 | lo for lo in range(16) if (hi << 4 | lo) % 5 == kind)
+    return u8(7) + u8(what) + u8(sel) + extra
+
+
+def truncate(pages, sel=0):
+    return action(0, pages, sel)
+
+
+def fill(off, data, sel=0):
+    return action(1, 0, sel, u16(off) + u8(len(data)) + data)
+
+
+def state(idx, num):
+    return u32(idx) + u32(num)
+
+
+def region(gpa, size, uaddr, off=0):
+    return u64(gpa) + u64(size) + u64(uaddr) + u64(off)
+
+
+def negotiate():
+    return (
+        msg(GET_FEATURES, need_reply=False)
+        + msg(SET_FEATURES, u64(FEATURES))
+        + msg(GET_PROTOCOL_FEATURES, need_reply=False)
+        + msg(SET_PROTOCOL_FEATURES, u64(PROTOCOL))
+        + msg(GET_QUEUE_NUM, need_reply=False)
+        + msg(SET_OWNER)
+        + msg(GET_MAX_MEM_SLOTS, need_reply=False)
+    )
+
+
+def guest_chain():
+    """Descriptor 0: 64 writable bytes at BUF; avail: idx 1, ring[0] = 0."""
+    return u64(GPA + BUF) + u32(64) + u16(2) + u16(0), u16(0) + u16(1) + u16(0)
+
+
+def add_region(kind=FK_FILL, pages=PAGES, size=PAGES * 0x1000, off=0):
+    desc, _ = guest_chain()
+    spec = fd(kind, pages, (DESC, desc)) if kind == FK_FILL else fd(kind, pages)
+    return msg(ADD_MEM_REG, u64(0) + region(GPA, size, UADDR, off), [spec])
+
+
+def ring(q=0, num=QSIZE, addr=(DESC, AVAIL, USED)):
+    d, a, u = (UADDR + x for x in addr)
+    return (
+        msg(SET_VRING_NUM, state(q, num))
+        + msg(SET_VRING_BASE, state(q, 0))
+        + msg(SET_VRING_ADDR, u32(q) + u32(0) + u64(d) + u64(u) + u64(a) + u64(0))
+        + msg(SET_VRING_KICK, u64(q), [fd(FK_EVENTFD)])
+        + msg(SET_VRING_CALL, u64(q), [fd(FK_EVENTFD)])
+    )
+
+
+def started():
+    _, avail = guest_chain()
+    return (
+        negotiate()
+        + add_region()
+        + fill(AVAIL, avail)
+        + ring()
+        + msg(SET_VRING_ENABLE, state(0, 1))
+    )
+
+
+def mem_table(n, nfds, size=PAGES * 0x1000):
+    regions = b"".join(region(GPA + i * 0x100000, size, UADDR + i * 0x100000) for i in range(n))
+    return msg(SET_MEM_TABLE, u32(n) + u32(0) + regions, [fd(FK_MEMFD, PAGES)] * nfds)
+
+
+def vu_stream_seeds():
+    _, avail = guest_chain()
+    legacy = FEATURES & ~(1 << 30)
+    s = {
+        "qemu72-start-kick": started() + kick(0),
+        "qemu72-stop": started() + kick(0) + msg(GET_VRING_BASE, state(0, 0), need_reply=False),
+        "split-header-payload": msg(SET_FEATURES, u64(FEATURES), split=True) + negotiate(),
+        "legacy-set-mem-table": msg(SET_FEATURES, u64(legacy))
+        + mem_table(1, 1)
+        + ring(1)
+        + kick(0),
+        "size-ffffffff": raw(u32(SET_FEATURES) + u32(1) + u32(0xFFFFFFFF), u64(0)),
+        "wrong-size": msg(SET_FEATURES, u32(FEATURES)),
+        "version-2": raw(u32(GET_FEATURES) + u32(2) + u32(0)),
+        "reply-bit": raw(u32(GET_FEATURES) + u32(5) + u32(0)),
+        "unknown-request": msg(200),
+        "fds-on-get-features": msg(GET_FEATURES, fds=[fd(FK_EVENTFD)] * 2) + msg(GET_FEATURES),
+        "ctrunc-10-fds": msg(SET_OWNER, fds=[fd(FK_EVENTFD)] * 10),
+        "kick-regular-file": negotiate() + msg(SET_VRING_KICK, u64(0), [fd(FK_FILE, 1)]),
+        "kick-socket": negotiate() + msg(SET_VRING_CALL, u64(0), [fd(FK_SOCKET)]),
+        "nofd-with-fd": negotiate() + msg(SET_VRING_KICK, u64(0x100), [fd(FK_EVENTFD)]),
+        "vring-index-10000": negotiate() + msg(SET_VRING_CALL, u64(0x10000), [fd(FK_EVENTFD)]),
+        "vring-index-ffffffff": negotiate() + msg(SET_VRING_NUM, state(0xFFFFFFFF, 8)),
+        "vring-num-0": negotiate() + msg(SET_VRING_NUM, state(0, 0)),
+        "vring-num-3": negotiate() + msg(SET_VRING_NUM, state(0, 3)),
+        "vring-num-65536": negotiate() + msg(SET_VRING_NUM, state(0, 65536)),
+        "mem-table-9": negotiate() + mem_table(8, 8) + msg(SET_MEM_TABLE, u32(9) + u32(0)),
+        "mem-table-2-regions-1-fd": negotiate() + mem_table(2, 1),
+        "mem-table-0": negotiate() + msg(SET_MEM_TABLE, u32(0) + u32(0), [fd(FK_MEMFD, 1)]),
+        "region-wraps": negotiate()
+        + msg(ADD_MEM_REG, u64(0) + region(2**64 - 0x1000, 0x2000, UADDR), [fd(FK_MEMFD, 2)]),
+        "region-beyond-file": negotiate() + add_region(FK_MEMFD, 1, 0x8000),
+        "region-offset-beyond-file": negotiate() + add_region(FK_MEMFD, 2, 0x1000, 0x1000 * 2),
+        "regions-overlap": negotiate() + add_region() + add_region(),
+        "memfd-truncated-kick": started() + truncate(0) + kick(0),
+        "set-mem-table-truncated-kick": msg(SET_FEATURES, u64(legacy))
+        + msg(SET_MEM_TABLE, u32(1) + u32(0) + region(GPA, PAGES * 0x1000, UADDR),
+              [fd(FK_FILL, PAGES, (DESC, guest_chain()[0]))])
+        + fill(AVAIL, avail)
+        + ring(0)
+        + truncate(0)
+        + kick(0),
+        "ring-outside-region": negotiate()
+        + add_region()
+        + ring(0, addr=(DESC, AVAIL, PAGES * 0x1000 - 8))
+        + msg(SET_VRING_ENABLE, state(0, 1)),
+        "ring-misaligned": negotiate() + add_region() + ring(0, addr=(DESC + 8, AVAIL, USED)),
+        "rem-region-live-rings-kick": started()
+        + msg(REM_MEM_REG, u64(0) + region(GPA, PAGES * 0x1000, UADDR))
+        + kick(0),
+        "set-mem-table-replaces": started() + mem_table(1, 1) + kick(0),
+        "config": negotiate()
+        + msg(GET_CONFIG, u32(0) + u32(16) + u32(0) + bytes(16), need_reply=False)
+        + msg(SET_CONFIG, u32(4) + u32(4) + u32(0) + b"\x01\x02\x03\x04")
+        + msg(GET_CONFIG, u32(250) + u32(16) + u32(0) + bytes(16), need_reply=False),
+        "backend-channel": negotiate()
+        + msg(SET_BACKEND_REQ_FD, fds=[fd(FK_SOCKET)])
+        + action(3, 0)
+        + action(2, 0, 0, bytes(32))
+        + action(2, 1)
+        + action(3, 0),
+        "reset-device": started() + msg(RESET_DEVICE) + kick(0) + msg(RESET_OWNER),
+        "owner-disconnects": started() + action(3, 2),
+        "header-then-eof": raw(u32(GET_FEATURES) + u32(1) + u32(8), b"\x01\x02") + action(4, 0),
+        "indirect-chain": negotiate()
+        + add_region(FK_FILL, PAGES)
+        + fill(DESC, u64(GPA + 0x3000) + u32(32) + u16(4) + u16(0))
+        + fill(0x3000, u64(GPA + BUF) + u32(16) + u16(1) + u16(1)
+               + u64(GPA + BUF + 0x100) + u32(16) + u16(2) + u16(0))
+        + fill(AVAIL, avail)
+        + ring()
+        + msg(SET_VRING_ENABLE, state(0, 1))
+        + kick(0),
+        "avail-jump": started() + fill(AVAIL, u16(0) + u16(QSIZE + 1)) + kick(0),
+    }
+    return s
+
+
+# ---- fuzz_virtq_dev: operations of fuzz_virtq_dev.c ----------------------------------------
+
+D_POP, D_PUSH, D_WALK, D_DESC, D_TABLE, D_AVAIL, D_RAW, D_NOTIFY, D_RESTART = 0, 2, 3, 4, 6, 7, 9, 10, 11
+ANCHORS = [0x2400, 0x3FF0, 0x4000, 0x7FE0, 0x8000, 0xC000, 0x3000, 0x5000]
+N, W, I = 1, 2, 4
+
+
+def d_hdr(log2=3, event_idx=False, layout=0, base=0):
+    return u8(log2 | (0x10 if event_idx else 0)) + u8(layout) + u16(base)
+
+
+def d_desc(idx, at, off, length, flags, nxt=0, table=None, big=False):
+    op = D_TABLE if table is not None else D_DESC
+    at |= 0x10 if big else 0
+    return (u8(op) + u8(table or 0) + u8(idx) + u8(at) + u16(off) + u16(length) + u8(flags)
+            + u8(nxt))
+
+
+def d_avail(head, step=0):
+    return u8(D_AVAIL) + u8(head) + u8(step)
+
+
+POP_PUSH = u8(D_POP) + u8(D_PUSH) + u8(0) + u32(16)
+
+
+def virtq_dev_seeds():
+    b = 7  # anchor 0x5000, in region B
+    s = {
+        "simple-chain": d_hdr() + d_desc(0, b, 0, 100, N, 1) + d_desc(1, b, 0x1000, 200, W)
+        + d_avail(0) + POP_PUSH,
+        "across-a-b": d_hdr() + d_desc(0, 1, 0, 0x100, 0) + d_avail(0) + POP_PUSH,
+        "over-the-hole": d_hdr() + d_desc(0, 3, 0, 0x100, W) + d_avail(0) + u8(D_POP),
+        "head-ge-num": d_hdr() + d_desc(0, b, 0, 1, 0) + d_avail(8) + u8(D_POP),
+        "next-cycle": d_hdr() + d_desc(0, b, 0, 1, N, 1) + d_desc(1, b, 0, 1, N, 0) + d_avail(0)
+        + u8(D_POP),
+        "chain-of-num": d_hdr() + b"".join(d_desc(i, b, 16 * i, 16, (W if i >= 4 else 0) | (N if i < 7 else 0), i + 1) for i in range(8))
+        + d_avail(0) + POP_PUSH,
+        "indirect": d_hdr() + d_desc(0, 0, 0, 32, I)
+        + d_desc(0, b, 0, 4, N, 1, table=0) + d_desc(1, b, 0x100, 8, W, 0, table=0)
+        + d_avail(0) + POP_PUSH + u8(D_WALK) + u16(0),
+        "indirect-across-a-b": d_hdr() + d_desc(0, 1, 0, 32, I)
+        + d_desc(0, b, 0, 4, N, 1, table=1) + d_desc(1, b, 0x100, 8, W, 0, table=1)
+        + d_avail(0) + POP_PUSH,
+        "indirect-in-indirect": d_hdr() + d_desc(0, 0, 0, 32, I) + d_desc(0, 0, 0x100, 16, I, table=0)
+        + d_avail(0) + u8(D_POP),
+        "len-ffffffff": d_hdr() + d_desc(0, b, 0, 0, 0, big=True) + d_avail(0) + u8(D_POP),
+        "writable-then-readable": d_hdr() + d_desc(0, b, 0, 4, W | N, 1) + d_desc(1, b, 16, 4, 0)
+        + d_avail(0) + u8(D_POP),
+        "avail-jump": d_hdr() + d_desc(0, b, 0, 4, 0) + d_avail(0, 0xFF) + u8(D_POP),
+        "event-idx": d_hdr(3, True) + u8(D_NOTIFY) + u8(0x80) + d_desc(0, b, 0, 4, W) + d_avail(0)
+        + POP_PUSH + u8(D_NOTIFY) + u8(1) + u8(D_NOTIFY) + u8(0) + u8(D_NOTIFY) + u8(2),
+        "base-wrap": d_hdr(2, False, 1, 0xFFFF) + d_desc(0, b, 0, 4, W) + d_avail(0) + d_avail(0)
+        + POP_PUSH + POP_PUSH + u8(D_RESTART) + u8(0),
+        "rings-per-region": d_hdr(4, True, 2) + d_desc(3, 5, 0, 64, W) + d_avail(3) + POP_PUSH,
+        "raw-scribble": d_hdr() + u8(D_RAW) + u8(0x09) + u16(2) + u8(1) + u8(0x20) + u8(D_POP),
+        "anywhere": d_hdr(3, False, 0x80) + u64(0x7F0000001000) + u64(0x7F0000000FFF)
+        + u64(0x7F0000002000),
+    }
+    return s
+
+
+# ---- fuzz_virtq_drv: operations of fuzz_virtq_drv.c ----------------------------------------
+
+V_ADD, V_KICK, V_GET, V_CB, V_USED, V_SCRIBBLE, V_DEVICE = 0, 2, 3, 5, 6, 7, 8
+
+
+def v_hdr(log2=3, event_idx=False, indirect=False, imax=4):
+    return u8(log2 | (0x10 if event_idx else 0) | (0x20 if indirect else 0)) + u8(imax)
+
+
+def v_add(nrd, nwr, lens=None, flags=0):
+    n = nrd + nwr
+    lens = lens or [0x20 + i for i in range(n)]
+    return u8(V_ADD) + u8(flags | nwr << 3 | nrd) + b"".join(u16(l) + u8(i) for i, l in enumerate(lens))
+
+
+def v_used(id_, length, step=None, wide=False, slot=0):
+    how = slot | (0x80 if wide else 0) | (0x40 if step is not None else 0)
+    body = u8(V_USED) + u8(how) + (u32(id_) if wide else u8(id_)) + u32(length)
+    return body + (u16(step) if step is not None else b"")
+
+
+def virtq_drv_seeds():
+    honest = v_add(1, 1) + v_add(2, 1) + u8(V_KICK) + u8(V_DEVICE) + u8(3) + u8(V_GET) + u8(V_GET)
+    s = {
+        "honest-plain": v_hdr() + honest,
+        "honest-indirect": v_hdr(3, False, True) + honest,
+        "honest-event-idx": v_hdr(3, True, True) + u8(V_CB) + u8(1) + honest + u8(V_CB) + u8(0),
+        "good-used": v_hdr() + v_add(1, 0) + u8(V_KICK) + v_used(0, 5) + u8(V_GET),
+        "id-eq-num": v_hdr() + v_add(1, 0) + u8(V_KICK) + v_used(8, 0) + u8(V_GET),
+        "id-ffffffff": v_hdr() + v_add(1, 0) + u8(V_KICK) + v_used(0xFFFFFFFF, 0, wide=True)
+        + u8(V_GET),
+        "id-second-desc": v_hdr() + v_add(1, 1) + u8(V_KICK) + v_used(1, 0) + u8(V_GET),
+        "duplicate": v_hdr() + v_add(0, 1) + v_add(0, 1) + u8(V_KICK) + v_used(0, 1)
+        + v_used(0, 1) + u8(V_GET) + u8(V_GET),
+        "used-jump": v_hdr() + v_add(1, 0) + u8(V_KICK) + v_used(0, 0, step=9) + u8(V_GET),
+        "used-back": v_hdr() + v_add(1, 0) + u8(V_KICK) + v_used(0, 0, step=0xFFFF) + u8(V_GET),
+        "add-errors": v_hdr() + v_add(0, 0) + v_add(1, 1, [0, 4]) + v_add(1, 0, [0xF], 0x80)
+        + v_add(0, 0, None, 0x40),
+        "full": v_hdr(2) + v_add(1, 1) + v_add(1, 1) + v_add(1, 0) + u8(V_KICK) + u8(V_DEVICE)
+        + u8(3) + u8(V_GET) * 3 + v_add(2, 2),
+        "scribble-desc": v_hdr() + v_add(1, 1) + u8(V_KICK) + u8(V_SCRIBBLE) + u32(0) + u8(15)
+        + bytes(range(16)) + u8(V_DEVICE) + u8(0) + u8(V_GET),
+        "indir-max-over-num": v_hdr(3, False, True, 16) + v_add(7, 1) + u8(V_KICK) + u8(V_DEVICE)
+        + u8(0) + u8(V_GET),
+    }
+    return s
+
+
+TARGETS = {
+    "fuzz_wire": wire_seeds,
+    "fuzz_config": config_seeds,
+    "fuzz_vu_stream": vu_stream_seeds,
+    "fuzz_virtq_dev": virtq_dev_seeds,
+    "fuzz_virtq_drv": virtq_drv_seeds,
+}
+
+
+def main():
+    out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, "corpus")
+    for target, make in TARGETS.items():
+        d = os.path.join(out, target)
+        shutil.rmtree(d, ignore_errors=True)
+        os.makedirs(d)
+        seeds = make()
+        for name, data in seeds.items():
+            if len(data) > 4096:
+                sys.exit("make_seeds: %s/%s is %d bytes" % (target, name, len(data)))
+            with open(os.path.join(d, name), "wb") as f:
+                f.write(data)
+        print("%-16s %3d seeds, %5d bytes" % (target, len(seeds), sum(map(len, seeds.values()))))
+
+
+if __name__ == "__main__":
+    main()
