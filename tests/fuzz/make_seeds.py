@@ -414,6 +414,63 @@ def virtq_drv_seeds():
     }
     return s
 
+# ---- fuzz_tls: handshake flights made with Python's ssl module, and the test PKI's certificates --
+
+
+def tls_seeds():
+    import ssl
+
+    pki = os.path.join(HERE, "pki")
+
+    def pem(name):
+        return os.path.join(pki, name)
+
+    def chunk(b):
+        return u16(len(b)) + b
+
+    def first_flight(ctx, server_side=False, feed=b""):
+        bin_, bout = ssl.MemoryBIO(), ssl.MemoryBIO()
+        conn = ctx.wrap_bio(bin_, bout, server_side=server_side)
+        bin_.write(feed)
+        try:
+            conn.do_handshake()
+        except ssl.SSLWantReadError:
+            pass
+        return bout.read()
+
+    client = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    client.check_hostname = False
+    client.verify_mode = ssl.CERT_NONE
+    client.minimum_version = ssl.TLSVersion.TLSv1_3
+    client.load_cert_chain(pem("ecu-b.pem"), pem("ecu-b.key"))
+    hello = first_flight(client)
+    old = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    old.check_hostname = False
+    old.verify_mode = ssl.CERT_NONE
+    old.maximum_version = ssl.TLSVersion.TLSv1_2
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.minimum_version = ssl.TLSVersion.TLSv1_3
+    server.load_cert_chain(pem("ecu-a.pem"), pem("ecu-a.key"))
+    server.verify_mode = ssl.CERT_REQUIRED
+    server.load_verify_locations(pem("ca.pem"))
+    seeds = {
+        "raw-client-hello": b"\x00" + chunk(hello),
+        "raw-client-hello-split": b"\x00" + chunk(hello[:5]) + chunk(hello[5:]),
+        "raw-tls12-client-hello": b"\x00" + chunk(first_flight(old)),
+        "raw-http": b"\x00" + chunk(b"GET / HTTP/1.1\r\nHost: ecu-a\r\n\r\n"),
+        "raw-server-flight": b"\x01" + chunk(first_flight(server, True, hello)),
+    }
+
+    def der(name):
+        return ssl.PEM_cert_to_DER_cert(open(pem(name)).read())
+
+    # flags: 1 we are the server, 2 re-sign with the CA, 4 the peer's key, 8 pinned, 16 CA sent along
+    for name, flags in (("ecu-b", 0x01), ("ecu-b", 0x00), ("ecu-b", 0x09), ("ecu-b", 0x11),
+                        ("nosan", 0x07), ("old", 0x07), ("ecu-a", 0x07), ("ecu-a", 0x0F),
+                        ("ca", 0x07), ("old", 0x01)):
+        seeds["cert-%s-%02x" % (name, flags)] = b"\x02" + u8(flags) + der(name + ".pem")
+    return seeds
+
 
 TARGETS = {
     "fuzz_wire": wire_seeds,
@@ -421,6 +478,7 @@ TARGETS = {
     "fuzz_vu_stream": vu_stream_seeds,
     "fuzz_virtq_dev": virtq_dev_seeds,
     "fuzz_virtq_drv": virtq_drv_seeds,
+    "fuzz_tls": tls_seeds,
 }
 
 

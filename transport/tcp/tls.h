@@ -35,6 +35,8 @@ unsigned tls_handshake_timeout_ms(const struct transport_tls *tls);
  * waits in s->net (BIO_nread0/BIO_nread) for the caller to send. 0 or -ENOMEM.
  */
 int tls_session_start(struct tls_session *s, int fd, int server);
+/* The same reading from rbio, which the session owns from here (freed also on -ENOMEM). */
+int tls_session_start_bio(struct tls_session *s, BIO *rbio, int server);
 /* Frees the SSL and the pair (not fd, not the reference); identity and security stay readable. */
 void tls_session_end(struct tls_session *s);
 /* After SSL_do_handshake() returned 1: the verdict and identity re-checked. 0 or -EPERM + why. */

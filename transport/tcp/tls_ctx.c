@@ -575,20 +575,13 @@ unsigned tls_handshake_timeout_ms(const struct transport_tls *tls)
 
 /* --- sessions ------------------------------------------------------------------------------ */
 
-/*
- * Reads go straight to the socket (read-ahead: several records per
- * recv). Writes go into a BIO pair the link empties with send(2): up to
- * TLS_NET_BUF of records per system call instead of one per record, no
- * SIGPIPE (MSG_NOSIGNAL), and alerts are flushed deliberately.
- */
-int tls_session_start(struct tls_session *s, int fd, int server)
+int tls_session_start_bio(struct tls_session *s, BIO *rbio, int server)
 {
-	BIO *rbio, *wbio = NULL;
+	BIO *wbio = NULL;
 
 	ERR_clear_error();
 	s->verify_why[0] = s->identity[0] = s->security[0] = '\0';
 	s->ssl = SSL_new(s->tls->ctx);
-	rbio = BIO_new_socket(fd, BIO_NOCLOSE);
 	if (!s->ssl || !rbio || BIO_new_bio_pair(&wbio, TLS_NET_BUF, &s->net, 0) != 1) {
 		ERR_clear_error();
 		BIO_free(rbio);
@@ -605,6 +598,17 @@ int tls_session_start(struct tls_session *s, int fd, int server)
 		SSL_set_connect_state(s->ssl);
 	}
 	return 0;
+}
+
+/*
+ * Reads go straight to the socket (read-ahead: several records per
+ * recv). Writes go into a BIO pair the link empties with send(2): up to
+ * TLS_NET_BUF of records per system call instead of one per record, no
+ * SIGPIPE (MSG_NOSIGNAL), and alerts are flushed deliberately.
+ */
+int tls_session_start(struct tls_session *s, int fd, int server)
+{
+	return tls_session_start_bio(s, BIO_new_socket(fd, BIO_NOCLOSE), server);
 }
 
 void tls_session_end(struct tls_session *s)
