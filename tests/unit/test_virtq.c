@@ -5,6 +5,8 @@
  * own translation, so nothing here leans on the code under test to set up.
  */
 #include <errno.h>
+#include <pthread.h>
+#include <sched.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -13,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 
 #include <cmocka.h>
 
@@ -714,6 +717,313 @@ static void test_kick_enable(void **state)
 	assert_false(virtq_has_avail(&g->vq));
 }
 
+/* ---- a guest rewriting descriptors while they are walked (case 31) ---- */
+
+/*
+ * A second thread plays a guest that never stops rewriting the descriptor
+ * table and two indirect tables (one inside A, one straddling A/B) with
+ * hostile values, one byte at a time so that the device role also copies
+ * torn descriptors, while this thread pops and re-walks chains. Whatever it
+ * sees, every chain handed out must hold the invariants below, or the queue
+ * must be broken with a reason; ASan checks that nothing outside guest memory
+ * is read (each segment's first and last byte are touched).
+ *
+ * The unsynchronised access to the descriptor bytes is the point of the test:
+ * it is meant for the normal and the ASan/UBSan builds. ThreadSanitizer would
+ * (rightly) report that race; do not run this test under TSan.
+ */
+#define RACE_NUM    16
+#define RACE_ROUNDS 10000
+#define RACE_SYNC   16             /* rounds between waits for a fresh rewrite */
+#define TBL2_GPA    (B_GPA - 0x28) /* an indirect table across A/B */
+
+struct racer {
+	struct guest *g;
+	uint64_t seed;
+	unsigned long passes; /* __atomic: whole rewrites done */
+	int stop;             /* __atomic */
+};
+
+static uint64_t race_rand(uint64_t *s)
+{
+	/* xorshift64* */
+	*s ^= *s >> 12;
+	*s ^= *s << 25;
+	*s ^= *s >> 27;
+	return *s * 0x2545F4914F6CDD1Dull;
+}
+
+/* The test's translation without cmocka (this runs off the main thread). */
+static volatile uint8_t *race_byte(struct guest *g, uint64_t gpa)
+{
+	for (int i = 0; i < 3; i++) {
+		if (gpa >= region_gpa[i] && gpa < region_gpa[i] + RSIZE) {
+			return g->r[i] + (gpa - region_gpa[i]);
+		}
+	}
+	return NULL;
+}
+
+static uint64_t race_addr(uint64_t r, bool indirect)
+{
+	static const uint64_t buf_at[] = {
+	    B(0),
+	    B(0x800),
+	    B_GPA - 0x40, /* across A/B */
+	    B_GPA + 0x100,
+	    C_GPA,
+	    C_GPA + RSIZE - 0x10,  /* up to the end of C */
+	    HOLE_GPA - 0x10,       /* into the hole */
+	    HOLE_GPA + 0x100,      /* in the hole */
+	    C_GPA + RSIZE,         /* beyond all memory */
+	    0xFFFFFFFFFFFFFFF0ull, /* wraps */
+	    DESC_GPA,              /* the ring itself */
+	};
+	static const uint64_t tbl_at[] = {TBL_GPA, TBL2_GPA, TBL_GPA + 8, HOLE_GPA - 0x20};
+
+	if (indirect && r % 4 != 0) {
+		return tbl_at[(r >> 8) % ARRAY_SIZE(tbl_at)];
+	}
+	return buf_at[(r >> 8) % ARRAY_SIZE(buf_at)] + (r >> 40) % 0x40;
+}
+
+static uint32_t race_len(uint64_t r, bool indirect)
+{
+	static const uint32_t odd[] = {0,  0xFFFFFFFF, 0x80000000,         RSIZE,
+	                               15, 17,         16 * (RACE_NUM + 1)};
+
+	if (r % 8 == 0) {
+		return odd[(r >> 8) % ARRAY_SIZE(odd)];
+	}
+	if (indirect) {
+		return 16 * (1 + (uint32_t)(r >> 16) % RACE_NUM);
+	}
+	return 1 + (uint32_t)(r >> 16) % 0x100;
+}
+
+/*
+ * One hostile descriptor, written byte by byte so a reader can catch it half
+ * done. Chains mostly run forward and turn writable towards the end of the
+ * table, so that sound chains of several descriptors, readable then writable,
+ * come up among the broken ones.
+ */
+static void race_put(struct guest *g, uint64_t table, unsigned i, unsigned entries, uint64_t *s)
+{
+	uint64_t r = race_rand(s), r2 = race_rand(s);
+	uint16_t flags = (uint16_t)(r2 & N), next;
+	uint8_t raw[16];
+	bool ind = r2 % 6 == 0;
+
+	if ((r2 >> 8) % entries < i) {
+		flags |= W;
+	}
+	if (ind) {
+		flags |= I;
+	}
+	if (r2 % 64 == 1) {
+		flags |= (uint16_t)(r2 >> 16) & 0xFFF8; /* undefined bits */
+	}
+	if (r2 % 4 != 0) {
+		next = (uint16_t)(i + 1 + (r2 >> 32) % 2); /* forward, sometimes past the end */
+	} else if (r2 % 64 != 4) {
+		next = (uint16_t)((r2 >> 32) % entries); /* anywhere: loops */
+	} else {
+		next = 0xFFFF;
+	}
+	put_le64(raw, race_addr(r, ind));
+	put_le32(raw + 8, race_len(r >> 4, ind));
+	put_le16(raw + 12, flags);
+	put_le16(raw + 14, next);
+	for (unsigned b = 0; b < sizeof(raw); b++) {
+		volatile uint8_t *p = race_byte(g, table + 16ull * i + b);
+
+		if (p) {
+			*p = raw[b];
+		}
+	}
+}
+
+static void *race_writer(void *arg)
+{
+	struct racer *rc = arg;
+	uint64_t s = rc->seed;
+
+	while (!__atomic_load_n(&rc->stop, __ATOMIC_RELAXED)) {
+		for (unsigned i = 0; i < RACE_NUM; i++) {
+			race_put(rc->g, DESC_GPA, i, RACE_NUM, &s);
+			race_put(rc->g, TBL_GPA, i, RACE_NUM, &s);
+			race_put(rc->g, TBL2_GPA, i, RACE_NUM, &s);
+		}
+		__atomic_fetch_add(&rc->passes, 1, __ATOMIC_RELAXED);
+	}
+	return NULL;
+}
+
+static bool in_guest(const struct guest *g, const struct iovec *v)
+{
+	for (int i = 0; i < 3; i++) {
+		const uint8_t *p = v->iov_base, *r = g->r[i];
+
+		if (p >= r && p < r + RSIZE && v->iov_len <= (size_t)(r + RSIZE - p)) {
+			return true;
+		}
+	}
+	return false;
+}
+
+/* NULL if the chain is sound, else what is wrong with it (in why). */
+static const char *race_check(const struct guest *g, const struct virtq_chain *c, uint16_t head,
+                              char *why, size_t whylen)
+{
+	uint64_t rd = 0, wr = 0;
+	int nseg = c->nrd + c->nwr;
+
+	if (c->head != head || c->ndesc < 1 || c->ndesc > g->num) {
+		snprintf(why, whylen, "head %u (want %u), %u descriptors", c->head, head, c->ndesc);
+		return why;
+	}
+	if (c->nrd < 0 || c->nwr < 0 || nseg < 1 || nseg > g->vq.scratch_max) {
+		snprintf(why, whylen, "%d readable and %d writable segments", c->nrd, c->nwr);
+		return why;
+	}
+	for (int i = 0; i < nseg; i++) {
+		const struct iovec *v = &c->iov[i];
+		const volatile uint8_t *p = v->iov_base;
+
+		if (v->iov_len == 0 || !in_guest(g, v)) {
+			snprintf(why, whylen, "segment %d (%p+%zu) not inside guest memory", i,
+			         v->iov_base, v->iov_len);
+			return why;
+		}
+		(void)p[0];
+		(void)p[v->iov_len - 1];
+		/* Readable segments are iov[0..nrd), writable ones follow. */
+		*(i < c->nrd ? &rd : &wr) += v->iov_len;
+	}
+	if (rd != c->rd_len || wr != c->wr_len || rd + wr > UINT32_MAX) {
+		snprintf(why, whylen, "lengths %u+%u, segments add up to %llu+%llu", c->rd_len,
+		         c->wr_len, (unsigned long long)rd, (unsigned long long)wr);
+		return why;
+	}
+	return NULL;
+}
+
+struct race_count {
+	unsigned ok, multi, mixed, broken;
+};
+
+/* One chain offered, popped, walked again (as for a completion), pushed. NULL or why not sound. */
+static const char *race_round(struct guest *g, uint16_t head, struct race_count *n, char *why,
+                              size_t whylen)
+{
+	struct virtq_chain c;
+	const char *bad;
+	int rc;
+
+	avail_add(g, head);
+	rc = virtq_pop(&g->vq, &c);
+	if (rc == 1) {
+		if ((bad = race_check(g, &c, head, why, whylen)) != NULL) {
+			return bad;
+		}
+		n->ok++;
+		n->multi += c.ndesc > 1;
+		n->mixed += c.nrd > 0 && c.nwr > 0;
+		rc = virtq_walk(&g->vq, head, &c);
+		if (rc == 0) {
+			if ((bad = race_check(g, &c, head, why, whylen)) != NULL) {
+				return bad;
+			}
+			if (virtq_push(&g->vq, head, 0) != 0) {
+				snprintf(why, whylen, "push of a popped head failed");
+				return why;
+			}
+			return NULL;
+		}
+	}
+	/* A chain was offered: the only other answer is a broken queue, with a reason. */
+	if (rc != -EPROTO || !g->vq.broken || g->vq.err[0] == '\0') {
+		snprintf(why, whylen, "pop/walk returned %d, broken %d, err \"%s\"", rc,
+		         g->vq.broken, g->vq.err);
+		return why;
+	}
+	n->broken++;
+	return NULL;
+}
+
+/* A fresh queue after a broken one (the endpoint would drop the VMM instead). */
+static const char *race_restart(struct guest *g, bool event_idx, char *why, size_t whylen)
+{
+	int rc;
+
+	virtq_fini(&g->vq);
+	put16(g, AVAIL_GPA + 2, 0);
+	put16(g, USED_GPA + 2, 0);
+	rc = virtq_init(&g->vq, &g->mem, g->num, DESC_GPA + UOFF, AVAIL_GPA + UOFF, USED_GPA + UOFF,
+	                0, event_idx);
+	if (rc != 0) {
+		snprintf(why, whylen, "virtq_init: %d %s", rc, g->vq.err);
+		return why;
+	}
+	return NULL;
+}
+
+static void race_wait_pass(struct racer *w)
+{
+	unsigned long seen = __atomic_load_n(&w->passes, __ATOMIC_RELAXED);
+
+	while (__atomic_load_n(&w->passes, __ATOMIC_RELAXED) == seen) {
+		sched_yield();
+	}
+}
+
+static void test_concurrent_rewrite(void **state)
+{
+	struct guest *g = *state;
+	struct racer w = {.g = g, .seed = (uint64_t)time(NULL) * 2654435761u | 1};
+	uint64_t s = w.seed ^ 0x9E3779B97F4A7C15ull;
+	struct race_count n = {0};
+	const char *bad = NULL;
+	char why[200];
+	pthread_t th;
+	unsigned long passes;
+
+	g->num = RACE_NUM;
+	bad = race_restart(g, false, why, sizeof(why));
+	assert_int_equal(pthread_create(&th, NULL, race_writer, &w), 0);
+	for (unsigned round = 0; round < RACE_ROUNDS && !bad; round++) {
+		/*
+		 * The writer runs freely, but on a loaded host it may not get
+		 * the CPU for a while: every few rounds wait for one more whole
+		 * rewrite, so the tables keep changing under us in any case.
+		 */
+		if (round % RACE_SYNC == 0) {
+			race_wait_pass(&w);
+		}
+		if (g->vq.broken) {
+			bad = race_restart(g, round % 2, why, sizeof(why));
+		}
+		if (!bad) {
+			bad = race_round(g, (uint16_t)(race_rand(&s) % RACE_NUM), &n, why,
+			                 sizeof(why));
+		}
+	}
+	__atomic_store_n(&w.stop, 1, __ATOMIC_RELAXED);
+	pthread_join(th, NULL);
+	passes = __atomic_load_n(&w.passes, __ATOMIC_RELAXED);
+	if (bad) {
+		fail_msg("seed %llu: %s", (unsigned long long)w.seed, bad);
+	}
+	/* The guest kept changing the tables, and both outcomes were seen many times. */
+	if (passes < RACE_ROUNDS / RACE_SYNC || n.ok < RACE_ROUNDS / 100 ||
+	    n.broken < RACE_ROUNDS / 100 || n.multi == 0 || n.mixed == 0) {
+		fail_msg("seed %llu: %lu rewrites, %u chains (%u multi, %u mixed), %u broken",
+		         (unsigned long long)w.seed, passes, n.ok, n.multi, n.mixed, n.broken);
+	}
+	print_message("%lu rewrites, %u chains (%u multi, %u mixed), %u broken\n", passes, n.ok,
+	              n.multi, n.mixed, n.broken);
+}
+
 /* ---- driver role ---- */
 
 #define INDIR_MAX 4
@@ -1225,6 +1535,7 @@ int main(void)
 	    T(test_notify_event_idx),
 	    T(test_notify_flags),
 	    T(test_kick_enable),
+	    T(test_concurrent_rewrite),
 	    T(test_round_trip_plain),
 	    T(test_round_trip_indirect),
 	    T(test_round_trip_event_idx),
