@@ -93,6 +93,7 @@ static int node_tls_init(struct node *n)
 	    .ca = cfg->tls_ca,
 	    .pins = pins,
 	    .npins = cfg->ntls_pins,
+	    .identity = cfg->node,
 	};
 	char err[256];
 

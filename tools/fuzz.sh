@@ -26,7 +26,7 @@ for t in "${targets[@]}"; do
 	[[ " ${ALL[*]} " == *" $t "* ]] || { echo "fuzz.sh: unknown target $t (${ALL[*]})" >&2; exit 2; }
 done
 
-cmake -S "$SRC" -B "$BUILD" -DCMAKE_C_COMPILER="${CC:-clang-14}" -DVB_FUZZ=ON \
+cmake -S "$SRC" -B "$BUILD" -DCMAKE_C_COMPILER="${CC:-clang-14}" -DVB_FUZZ=ON -DVB_TESTS=OFF \
 	-DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build "$BUILD" -j"$(nproc)" --target "${targets[@]}" >/dev/null
 

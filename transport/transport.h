@@ -111,11 +111,16 @@ struct transport_tls_config {
 	const char *const *pins;       /* "sha256//BASE64" or 64 hex chars, may be NULL */
 	unsigned npins;                /* at most TRANSPORT_TLS_MAX_PINS */
 	unsigned handshake_timeout_ms; /* 0 = 10000 */
+	const char *identity; /* our own certificate must name this node (NULL: unchecked) */
 };
 
 #define TRANSPORT_TLS_MAX_PINS 8
 
-/* Loads the files and builds the context; NULL with a reason in err (errlen > 0). */
+/*
+ * Loads the files and builds the context; NULL with a reason in err (errlen > 0).
+ * With c->identity, a certificate that names another node (the peers' check
+ * against HELLO would refuse every link) is refused here, and by reloads.
+ */
 struct transport_tls *transport_tls_new(const struct transport_tls_config *c, char *err,
                                         size_t errlen);
 /*

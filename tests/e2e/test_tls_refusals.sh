@@ -2,12 +2,13 @@
 # tls:// links let in only the peers they should (security issue, done
 # means): an exporting vbridged on loopback with mutual TLS and allow=ecu-b
 # is approached by importers with a certificate from a foreign CA, an
-# expired certificate, a certificate for another name than the node claims,
-# a valid certificate not on the allow list, and a pin that does not match
-# the exporter; by a TLS 1.2-only client and by a plaintext client. Each is
-# refused with a clear message, the exporter carries on, and the honest
-# importer reads and writes data. SIGHUP with a broken key keeps the old
-# context; with good files it reloads.
+# expired certificate, a valid certificate not on the allow list, and a pin
+# that does not match the exporter; by a scripted TLS peer whose valid
+# certificate names another node than its HELLO claims; by a TLS 1.2-only
+# client and by a plaintext client. Each is refused with a clear message,
+# the exporter carries on, and the honest importer reads and writes data.
+# A vbridged whose own certificate names another node does not start.
+# SIGHUP with a broken key keeps the old context; with good files it reloads.
 set -uo pipefail
 # shellcheck source=tests/e2e/lib.sh
 source "$(dirname "$0")/lib.sh"
@@ -51,6 +52,50 @@ refused() {
 	echo "ok $tag: $(grep "$pattern" "$side_log" | head -n1 | sed 's/^\[[^]]*\] //')"
 }
 
+# A peer with a valid certificate for ecu-c that says it is ecu-b (the one
+# export's allow= list names): the link ends before any attach.
+wrong_name() {
+	python3 - "$PORT" "$PKI" <<'PY' >"$VB_TMP/wrong-name.log" 2>&1
+import socket, ssl, struct, sys
+port, pki = int(sys.argv[1]), sys.argv[2]
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+ctx.check_hostname = False
+ctx.load_verify_locations(pki + "/ca.pem")
+ctx.load_cert_chain(pki + "/ecu-c.pem", pki + "/ecu-c.key")
+s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=10))
+name = b"ecu-b"
+s.sendall(struct.pack("<IBBHIBBHIQ", 28 + len(name), 1, 1, 0, 0, 1, 1, len(name), 0, 1) + name)
+got = b""
+try:
+    while True:
+        b = s.recv(4096)
+        if not b:
+            break
+        got += b
+except (OSError, ssl.SSLError):
+    pass
+print("peer sent %d bytes: %r" % (len(got), got[:200]))
+PY
+	wait_log "$VB_TMP/a.log" "peer claims node ecu-b but its certificate says ecu-c" wrong-name
+	grep -q "your certificate says ecu-c" "$VB_TMP/wrong-name.log" ||
+		vb_fail "wrong-name: the peer was not told why: $(cat "$VB_TMP/wrong-name.log")"
+	vb_alive "$EXP_PID" || vb_fail "wrong-name: the exporter died"
+	echo "ok wrong-name: $(grep "peer claims node ecu-b" "$VB_TMP/a.log" | head -n1 | sed 's/^\[[^]]*\] //')"
+}
+
+# A node whose own certificate names another node would have every link
+# refused by its peers: vbridged refuses to start with it.
+own_name() {
+	local out
+	out=$("$VBRIDGED" -d --node ecu-b --import "disk0=$URI" --runtime-dir "$VB_TMP/own" \
+		--tls-cert "$PKI/ecu-c.pem" --tls-key "$PKI/ecu-c.key" --tls-ca "$PKI/ca.pem" 2>&1) &&
+		vb_fail "own-name: vbridged started with ecu-c's certificate as ecu-b"
+	grep -q "names ecu-c, not this node (ecu-b)" <<<"$out" ||
+		vb_fail "own-name: no clear error: $out"
+	echo "ok own-name: $(grep -o 'certificate .*links' <<<"$out" | head -n1)"
+}
+
 verify() {
 	"$BENCH" --socket "$VB_TMP/good/disk0.sock" --verify --requests 256 --size 16k --depth 8 \
 		--seed "$1" >"$VB_TMP/bench-$1.log" 2>&1 && grep -q 'read back intact' "$VB_TMP/bench-$1.log" ||
@@ -63,8 +108,8 @@ main() {
 	vb_need_cmd qemu-storage-daemon openssl python3
 	"$VB_SRC/tools/vb-pki" demo "$PKI" >/dev/null || vb_fail "vb-pki demo"
 	"$VB_SRC/tools/vb-pki" node "$PKI" ecu-c >/dev/null || vb_fail "vb-pki node ecu-c"
-	"$VB_SRC/tools/vb-pki" node "$PKI" old --not-before 2020-01-01 --not-after 2021-01-01 \
-		>/dev/null || vb_fail "vb-pki expired cert"
+	"$VB_SRC/tools/vb-pki" node "$PKI/expired" ecu-b --ca "$PKI" --not-before 2020-01-01 \
+		--not-after 2021-01-01 >/dev/null || vb_fail "vb-pki expired cert"
 	cp "$PKI/foreign/mallory.pem" "$PKI/foreign/mallory.key" "$PKI/"
 	truncate -s 64M "$VB_TMP/disk.img"
 	vb_qsd - "$VB_TMP/disk.img" "$VB_TMP/qsd.sock" || vb_fail "qsd did not start"
@@ -76,8 +121,9 @@ main() {
 	vb_wait_for_socket "$VB_TMP/a/vbridged.sock" 10 "$EXP_PID" || vb_fail "exporter did not start"
 
 	refused foreign mallory mallory "$VB_TMP/a.log" "handshake with .* failed: certificate verify failed"
-	refused expired ecu-b old "$VB_TMP/a.log" "handshake with .* failed: .*certificate has expired"
-	refused wrong-name ecu-b ecu-c "$VB_TMP/a.log" "peer claims node ecu-b but its certificate says ecu-c"
+	refused expired ecu-b expired/ecu-b "$VB_TMP/a.log" "handshake with .* failed: .*certificate has expired"
+	wrong_name
+	own_name
 	refused not-allowed ecu-c ecu-c "$VB_TMP/not-allowed.log" "refused: DENIED: node ecu-c may not attach export disk0"
 	refused wrong-pin ecu-b ecu-b "$VB_TMP/wrong-pin.log" "pin mismatch: the peer.s key is sha256//" \
 		--tls-pin "sha256//$(head -c 32 /dev/zero | base64)"

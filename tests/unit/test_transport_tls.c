@@ -1278,6 +1278,41 @@ static void connect_and_check(struct pair *p, const char *want)
  * for new links, existing links keep working on theirs; broken files keep
  * the old context and say why.
  */
+/* Our own certificate must name the node we are: else refused at start and by a reload. */
+static void test_own_identity(void **state)
+{
+	char cert[128], key[128], ca[128], err[256] = "";
+	struct transport_tls_config c = {.cert = cert, .key = key, .ca = ca, .identity = "ecu-a"};
+	struct transport_tls *tls;
+
+	copy_file("ecu-a.crt", "self.crt");
+	copy_file("ecu-a.key", "self.key");
+	pki_path(cert, sizeof(cert), "self", "crt");
+	pki_path(key, sizeof(key), "self", "key");
+	pki_path(ca, sizeof(ca), "ca", "crt");
+	tls = transport_tls_new(&c, err, sizeof(err));
+	assert_non_null(tls);
+
+	/* A reload to another node's certificate keeps the one that names us. */
+	copy_file("ecu-b.crt", "self.crt");
+	copy_file("ecu-b.key", "self.key");
+	assert_int_equal(transport_tls_reload(tls, err, sizeof(err)), -EINVAL);
+	if (!strstr(err, "names ecu-b, not this node (ecu-a)")) {
+		fail_msg("reload: \"%s\"", err);
+	}
+	transport_tls_free(tls);
+
+	c.identity = "ecu-b";
+	assert_non_null(tls = transport_tls_new(&c, err, sizeof(err)));
+	transport_tls_free(tls);
+	c.identity = "ecu-c";
+	err[0] = '\0';
+	assert_null(transport_tls_new(&c, err, sizeof(err)));
+	if (!strstr(err, "names ecu-b, not this node (ecu-c): peers would refuse its links")) {
+		fail_msg("new: \"%s\"", err);
+	}
+}
+
 static void test_reload(void **state)
 {
 	static const struct {
@@ -1499,6 +1534,7 @@ int main(void)
 	    cmocka_unit_test(test_pin_parse),
 	    cmocka_unit_test(test_cert_identity),
 	    cmocka_unit_test(test_tls_new_errors),
+	    cmocka_unit_test(test_own_identity),
 	    cmocka_unit_test(test_params_need_tls),
 	    cmocka_unit_test(test_roundtrip),
 	    cmocka_unit_test(test_pins_accepted),

@@ -44,6 +44,7 @@ struct transport_tls {
 	unsigned refs;
 	SSL_CTX *ctx; /* for new links; existing ones hold their own reference */
 	char *cert, *key, *ca;
+	char *identity; /* our certificate must name it; NULL: unchecked */
 	unsigned npins;
 	uint8_t pins[TRANSPORT_TLS_MAX_PINS][TLS_PIN_LEN];
 	unsigned timeout_ms;
@@ -439,6 +440,32 @@ static int tls_ctx_load(SSL_CTX *ctx, const struct transport_tls *tls, char *err
 	return 0;
 }
 
+/* Our own certificate names the node we are, or no peer would take our links. */
+static int tls_ctx_check_name(SSL_CTX *ctx, const struct transport_tls *tls, char *err,
+                              size_t errlen)
+{
+	X509 *cert = SSL_CTX_get0_certificate(ctx);
+	char id[TLS_IDENTITY_MAX + 1];
+
+	if (!tls->identity) {
+		return 0;
+	}
+	if (!cert || tls_cert_identity(cert, id, sizeof(id)) < 0) {
+		snprintf(err, errlen,
+		         "certificate %s has no usable name (SAN DNS or CN); it must name node %s",
+		         tls->cert, tls->identity);
+		return -EINVAL;
+	}
+	if (strcmp(id, tls->identity) != 0) {
+		snprintf(
+		    err, errlen,
+		    "certificate %s names %s, not this node (%s): peers would refuse its links",
+		    tls->cert, id, tls->identity);
+		return -EINVAL;
+	}
+	return 0;
+}
+
 static int tls_ctx_build(const struct transport_tls *tls, SSL_CTX **out, char *err, size_t errlen)
 {
 	SSL_CTX *ctx;
@@ -460,6 +487,9 @@ static int tls_ctx_build(const struct transport_tls *tls, SSL_CTX **out, char *e
 		return -EINVAL;
 	}
 	rc = tls_ctx_load(ctx, tls, err, errlen);
+	if (rc == 0) {
+		rc = tls_ctx_check_name(ctx, tls, err, errlen);
+	}
 	if (rc < 0) {
 		SSL_CTX_free(ctx);
 		return rc;
@@ -474,6 +504,7 @@ static void tls_free_fields(struct transport_tls *tls)
 	free(tls->cert);
 	free(tls->key);
 	free(tls->ca);
+	free(tls->identity);
 	free(tls);
 }
 
@@ -507,7 +538,8 @@ static int tls_config_copy(struct transport_tls *tls, const struct transport_tls
 	tls->cert = strdup(c->cert);
 	tls->key = strdup(c->key);
 	tls->ca = strdup(c->ca);
-	if (!tls->cert || !tls->key || !tls->ca) {
+	tls->identity = c->identity ? strdup(c->identity) : NULL;
+	if (!tls->cert || !tls->key || !tls->ca || (c->identity && !tls->identity)) {
 		snprintf(err, errlen, "out of memory");
 		return -ENOMEM;
 	}
