@@ -70,7 +70,7 @@ struct xq {
 	struct xpend *pend_head, **pend_tail;
 	uint32_t inflight, npend;
 	bool kick_pending;
-	bool blocked;
+	bool blocked; /* used entries may be left: the link was full or the budget spent */
 	uint64_t requests, completions, bytes_in, bytes_out;
 };
 
@@ -360,6 +360,8 @@ static int xq_reap(struct xq *xq)
 			break;
 		}
 		if (budget-- == 0) {
+			/* Callbacks are off: xsess_flush must come back for the rest. */
+			xq->blocked = true;
 			vb_timer_arm(s->flush, 0);
 			break;
 		}

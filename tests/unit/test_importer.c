@@ -17,8 +17,8 @@
  * test stop after exactly one loop iteration and look: end to end, timing
  * through QEMU or vblk-bench would blur the pass it happened in. The
  * exporter's EX_BUDGET (reaping a backend's used ring) is the same loop shape
- * facing the backend and needs a scripted backend; vu_dev's 32 messages per
- * wakeup bound control messages, not kicks. Neither is exercised here.
+ * facing the backend: test_exporter.c. vu_dev's 32 messages per wakeup bound
+ * control messages, not kicks, and are not exercised here.
  */
 #include <stdarg.h>
 #include <stddef.h>
