@@ -476,6 +476,8 @@ static int backend_fail(struct vu_front *f, int ret, const char *why)
 {
 	backend_close(f);
 	if (ret == -ECONNRESET) {
+		/* The backend may close its channel: the session stays, the reason is kept. */
+		snprintf(f->err, sizeof(f->err), "backend channel: %s", why);
 		log_warnx("vhost-user backend channel: %s", why);
 		return ret;
 	}
@@ -498,6 +500,11 @@ int vu_front_backend_read(struct vu_front *f, uint32_t *request)
 
 	if (f->backend_fd < 0) {
 		return -ENOTCONN;
+	}
+	/* Broken means every call fails: a broken session acks nothing more. */
+	if (f->broken) {
+		backend_close(f);
+		return -EPIPE;
 	}
 	ret = vu_rx_read(f->backend_fd, &f->brx, &why);
 	if (ret <= 0) {

@@ -1127,11 +1127,56 @@ static void test_front_backend_channel(void **state)
 		assert_int_equal(ret, c->expect);
 		assert_int_equal(vu_front_backend_fd(f), -1);
 		assert_int_equal(vu_front_broken(f), c->broken);
+		/* Found by fuzz_vu_front: a closed channel left no reason. */
+		assert_true(strlen(vu_front_error(f)) > 0);
 		assert_int_equal(vu_front_backend_read(f, &req), -ENOTCONN);
 		vu_front_free(f);
 		fake_stop(&fk);
 		assert_int_equal(count_fds(), base);
 	}
+}
+
+/*
+ * Found by fuzz_vu_front: once the session is broken the channel acked and
+ * handed out requests still; now it fails like every other call.
+ */
+static const struct step broken_chan_steps[] = {
+    {.expect = VHOST_USER_SET_PROTOCOL_FEATURES, .act = A_NONE},
+    {.expect = VHOST_USER_SET_BACKEND_REQ_FD, .fds = 1, .act = A_NONE},
+    {.expect = VHOST_USER_GET_FEATURES,
+     .act = A_CHAN_RAW,
+     .rreq = VHOST_USER_BACKEND_CONFIG_CHANGE_MSG,
+     .rflags = VU_VERSION | VU_FLAG_NEED_REPLY,
+     .rsize = 0xdead},
+    /* The GET_FEATURES reply without the REPLY flag breaks the session. */
+    {.act = A_REPLY, .rflags = VU_VERSION},
+};
+
+static void test_front_broken_channel(void **state)
+{
+	struct fake fk;
+	struct vu_front *f;
+	struct pollfd p;
+	uint32_t req = 0;
+	uint64_t v;
+	int base = count_fds();
+
+	fake_start(&fk, broken_chan_steps, ARRAY_SIZE(broken_chan_steps));
+	f = front_open(&fk, 1000);
+	assert_int_equal(vu_front_set_protocol_features(f, PF_CHAN), 0);
+	assert_true(vu_front_open_backend_channel(f) >= 0);
+	assert_int_equal(vu_front_get_features(f, &v), -EPROTO);
+	assert_true(vu_front_broken(f));
+	/* The CONFIG_CHANGE_MSG is waiting on the channel. */
+	p = (struct pollfd){.fd = vu_front_backend_fd(f), .events = POLLIN};
+	assert_int_equal(poll(&p, 1, 1000), 1);
+	assert_int_equal(vu_front_backend_read(f, &req), -EPIPE);
+	assert_int_equal(req, 0);
+	assert_int_equal(vu_front_backend_fd(f), -1);
+	assert_true(vu_front_broken(f));
+	vu_front_free(f);
+	fake_stop(&fk);
+	assert_int_equal(count_fds(), base);
 }
 
 static void test_front_connect_fails(void **state)
@@ -1169,6 +1214,7 @@ int main(void)
 	    cmocka_unit_test(test_front_no_reply_ack),
 	    cmocka_unit_test(test_front_bad_replies),
 	    cmocka_unit_test(test_front_backend_channel),
+	    cmocka_unit_test(test_front_broken_channel),
 	    cmocka_unit_test(test_front_connect_fails),
 	};
 
