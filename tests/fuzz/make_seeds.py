@@ -114,6 +114,7 @@ SET_VRING_KICK, SET_VRING_CALL, SET_VRING_ERR = 12, 13, 14
 GET_PROTOCOL_FEATURES, SET_PROTOCOL_FEATURES, GET_QUEUE_NUM, SET_VRING_ENABLE = 15, 16, 17, 18
 SET_BACKEND_REQ_FD, GET_CONFIG, SET_CONFIG, RESET_DEVICE = 21, 24, 25, 34
 GET_MAX_MEM_SLOTS, ADD_MEM_REG, REM_MEM_REG = 36, 37, 38
+VHOST_USER_BACKEND_CONFIG_CHANGE_MSG = 2
 
 FEATURES = (1 << 1) | (1 << 6) | (1 << 9) | (1 << 28) | (1 << 29) | (1 << 30) | (1 << 32)
 PROTOCOL = (1 << 0) | (1 << 3) | (1 << 5) | (1 << 9) | (1 << 13) | (1 << 15)
@@ -306,6 +307,138 @@ def vu_stream_seeds():
     return s
 
 
+# ---- fuzz_vu_front: records of fuzz_vu_front.c (we are the frontend, the input the backend) ----
+
+(F_GET_FEATURES, F_SET_FEATURES, F_GET_PF, F_SET_PF, F_SET_OWNER, F_RESET_OWNER, F_GET_QUEUE_NUM,
+ F_SET_MEM_TABLE, F_SET_VRING_NUM, F_SET_VRING_ADDR, F_SET_VRING_BASE, F_GET_VRING_BASE,
+ F_SET_VRING_KICK, F_SET_VRING_CALL, F_SET_VRING_ENABLE, F_GET_CONFIG, F_SET_CONFIG, F_OPEN_CHAN,
+ F_MAIN, F_CHAN, F_EOF, F_CHAN_EOF) = range(22)
+M_HONEST, M_ACKVAL, M_NONE, M_MUTATE, M_EOF, M_CUT, M_TWICE, M_FDS = range(8)
+FD_EVENTFD, FD_MEMFD, FD_FILE, FD_SOCKET = range(4)
+BLK_FEATURES = (1 << 1) | (1 << 6) | (1 << 9) | (1 << 28) | (1 << 29) | (1 << 30) | (1 << 32)
+# What qemu-storage-daemon offers for a blk export; the exporter keeps MQ|REPLY_ACK|BACKEND_REQ|CONFIG.
+BLK_PF_OFFER = (1 << 0) | (1 << 3) | (1 << 5) | (1 << 9) | (1 << 12) | (1 << 13) | (1 << 15)
+BLK_PF = (1 << 0) | (1 << 3) | (1 << 5) | (1 << 9)
+BLK_CONFIG = u64(2 * 1024 * 1024) + u32(0) + u32(128) + bytes(52)  # capacity, size_max, seg_max, ...
+
+
+def call(what, args=b"", value=b"", mode=M_HONEST, answer=b""):
+    """A call record: op, arguments, the value of the reply, the mode's own fields."""
+    return u8(mode << 5 | what) + args + value + answer
+
+
+def front_bytes(what, hdr_or_req, payload=b"", fds=(), raw=False, need_reply=False, split=False):
+    n = len(fds)
+    ctl = (1 if raw else 0) | (2 if need_reply else 0) | (4 if split else 0)
+    head = u8(ctl | min(n, 3) << 6) + (u8(n) if n > 2 else b"")
+    msg = hdr_or_req if raw else u8(hdr_or_req)
+    return u8(what) + head + b"".join(u8(k) for k in fds) + msg + u16(len(payload)) + payload
+
+
+def front_setup():
+    """The exporter's set-up toward a blk backend that offers REPLY_ACK: every set-request acked."""
+    return (
+        call(F_GET_FEATURES, value=u64(BLK_FEATURES))
+        + call(F_GET_PF, value=u64(BLK_PF_OFFER))
+        + call(F_SET_PF, u64(BLK_PF))
+        + call(F_SET_OWNER)
+        + call(F_GET_QUEUE_NUM, value=u64(1))
+        + call(F_GET_CONFIG, u8(0) + u16(len(BLK_CONFIG)), BLK_CONFIG)
+        + call(F_OPEN_CHAN)
+    )
+
+
+def front_queue(q=0):
+    return (
+        call(F_SET_FEATURES, u64(BLK_FEATURES))
+        + call(F_SET_MEM_TABLE, u8(1))
+        + call(F_SET_VRING_NUM, u8(q) + u16(256))
+        + call(F_SET_VRING_BASE, u8(q) + u16(0))
+        + call(F_SET_VRING_ADDR, u8(q))
+        + call(F_SET_VRING_KICK, u8(q) + u8(0))
+        + call(F_SET_VRING_CALL, u8(q) + u8(0))
+        + call(F_SET_VRING_ENABLE, u8(q) + u8(1))
+    )
+
+
+def vu_front_seeds():
+    cfg_change = front_bytes(F_CHAN, VHOST_USER_BACKEND_CONFIG_CHANGE_MSG, need_reply=True)
+    setup = front_setup()
+    get = call(F_GET_FEATURES, value=u64(BLK_FEATURES))
+    s = {
+        "blk-honest": u8(0)
+        + setup
+        + front_queue(0)
+        + cfg_change
+        + call(F_GET_CONFIG, u8(0) + u16(len(BLK_CONFIG)), BLK_CONFIG)
+        + call(F_GET_VRING_BASE, u8(0), u32(17))
+        + call(F_SET_CONFIG, u8(0) + u16(8))
+        + call(F_RESET_OWNER),
+        "blk-honest-slow-waits": u8(1) + setup + front_queue(0) + call(F_GET_VRING_BASE, u8(0), u32(3)),
+        "no-reply-ack": u8(0)
+        + call(F_GET_FEATURES, value=u64(BLK_FEATURES))
+        + call(F_SET_PF, u64(1 << 9))
+        + call(F_SET_OWNER)
+        + front_queue(0)
+        + call(F_GET_VRING_BASE, u8(0), u32(0)),
+        "ack-refused": u8(0) + setup + call(F_SET_FEATURES, u64(1), u64(1), M_ACKVAL) + get,
+        "config-refused": u8(0)
+        + setup
+        + call(F_GET_CONFIG, u8(0) + u16(8), bytes(8), M_MUTATE, u8(0) + u8(0) + u8(0xEC) + u8(0))
+        + get,
+        # Reply without REPLY flag, wrong code, wrong size, extra fds, an fd on the payload.
+        "no-reply-flag": u8(0) + call(F_GET_FEATURES, value=u64(1), mode=M_MUTATE,
+                                      answer=u8(0) + u8(4) + u8(0) + u8(0)) + get,
+        "wrong-code": u8(0) + call(F_GET_FEATURES, value=u64(1), mode=M_MUTATE,
+                                   answer=u8(14) + u8(0) + u8(0) + u8(0)) + get,
+        "wrong-size": u8(0) + call(F_GET_FEATURES, value=u64(1), mode=M_MUTATE,
+                                   answer=u8(0) + u8(0) + u8(0xFC) + u8(0)) + get,
+        "wrong-size-ack": u8(0) + setup + call(F_SET_OWNER, mode=M_MUTATE,
+                                               answer=u8(0) + u8(0) + u8(8) + u8(0)) + get,
+        "extra-fds": u8(0) + call(F_GET_FEATURES, value=u64(1), mode=M_MUTATE,
+                                  answer=u8(0) * 3 + u8(3) + u8(FD_EVENTFD) + u8(FD_MEMFD)
+                                  + u8(FD_SOCKET)) + get,
+        "ctrunc-10-fds": u8(0) + call(F_GET_FEATURES, value=u64(1), mode=M_MUTATE,
+                                      answer=u8(0) * 3 + u8(10) + bytes(range(10))) + get,
+        "fd-on-payload": u8(0) + call(F_GET_QUEUE_NUM, value=u64(1), mode=M_FDS,
+                                      answer=u8(1) + u8(FD_FILE)) + get,
+        "size-ffffffff": u8(0)
+        + front_bytes(F_MAIN, u32(1) + u32(5) + u32(0xFFFFFFFF), u64(0), raw=True)
+        + get,
+        "eof-mid-header": u8(0) + call(F_GET_FEATURES, value=u64(1), mode=M_CUT, answer=u8(7)) + get,
+        "eof-after-reply": u8(0) + call(F_GET_FEATURES, value=u64(1), mode=M_EOF) + get,
+        "missing-reply": u8(1) + call(F_GET_PF, mode=M_NONE) + get,
+        "stale-reply": u8(0) + setup + call(F_SET_VRING_NUM, u8(0) + u16(8), mode=M_TWICE) + get,
+        "vring-base-17-bits": u8(0) + setup + call(F_GET_VRING_BASE, u8(0), u32(0x10000)) + get,
+        "vring-base-other-ring": u8(0)
+        + front_bytes(F_MAIN, u32(GET_VRING_BASE) + u32(5) + u32(8), state(1, 0), raw=True)
+        + call(F_GET_VRING_BASE, u8(0), u32(0), M_NONE)
+        + get,
+        "refused-arguments": u8(0)
+        + call(F_SET_MEM_TABLE, u8(0))
+        + call(F_SET_MEM_TABLE, u8(9))
+        + call(F_SET_VRING_KICK, u8(0) + u8(2))
+        + call(F_GET_CONFIG, u8(250) + u16(8))
+        + get,
+        "chan-bad-messages": u8(0)
+        + setup
+        + front_bytes(F_CHAN, VHOST_USER_BACKEND_CONFIG_CHANGE_MSG, u64(0))
+        + front_bytes(F_CHAN, VHOST_USER_BACKEND_CONFIG_CHANGE_MSG, fds=[FD_EVENTFD])
+        + get,
+        "chan-unknown-request": u8(0) + setup + front_bytes(F_CHAN, 9, bytes(16)) + get,
+        "chan-eof": u8(0) + setup + cfg_change + u8(F_CHAN_EOF) + get,
+        "chan-split-fds": u8(0)
+        + setup
+        + front_bytes(F_CHAN, u32(2) + u32(1) + u32(8), u64(0), [FD_MEMFD], raw=True, split=True)
+        + get,
+        "junk-before-reply": u8(0)
+        + front_bytes(F_MAIN, GET_PROTOCOL_FEATURES, u64(0))
+        + call(F_GET_FEATURES, value=u64(1)),
+        "eof-then-calls": u8(0) + u8(F_EOF) + get + call(F_SET_OWNER) + call(F_OPEN_CHAN),
+    }
+    return s
+
+
 # ---- fuzz_virtq_dev: operations of fuzz_virtq_dev.c ----------------------------------------
 
 D_POP, D_PUSH, D_WALK, D_DESC, D_TABLE, D_AVAIL, D_RAW, D_NOTIFY, D_RESTART = 0, 2, 3, 4, 6, 7, 9, 10, 11
@@ -476,6 +609,7 @@ TARGETS = {
     "fuzz_wire": wire_seeds,
     "fuzz_config": config_seeds,
     "fuzz_vu_stream": vu_stream_seeds,
+    "fuzz_vu_front": vu_front_seeds,
     "fuzz_virtq_dev": virtq_dev_seeds,
     "fuzz_virtq_drv": virtq_drv_seeds,
     "fuzz_tls": tls_seeds,
