@@ -132,10 +132,20 @@ static void xsess_fail(struct xsess *s, const char *fmt, ...)
 	xsess_free(s);
 }
 
+/* Why a frontend call failed: the frontend's words, else the errno's. */
+static const char *xsess_front_why(const struct xsess *s, int rc, const char *dflt)
+{
+	const char *why = vu_front_error(s->f);
+
+	if (why && why[0]) {
+		return why;
+	}
+	return rc < 0 ? strerror(-rc) : dflt;
+}
+
 static int xsess_front_err(struct xsess *s, const char *what, int rc)
 {
-	xsess_fail(s, "backend %s: %s: %s", s->ex->cfg->path, what,
-	           vu_front_error(s->f) ? vu_front_error(s->f) : strerror(-rc));
+	xsess_fail(s, "backend %s: %s: %s", s->ex->cfg->path, what, xsess_front_why(s, rc, ""));
 	return rc;
 }
 
@@ -725,7 +735,7 @@ static void xsess_on_backend_chan(int fd, unsigned ev, void *arg)
 
 	if (rc < 0) {
 		log_warnx("export %s: backend channel closed: %s", s->ex->cfg->name,
-		          vu_front_error(s->f) ? vu_front_error(s->f) : strerror(-rc));
+		          xsess_front_why(s, rc, ""));
 		vb_watch_free(s->backend_w);
 		s->backend_w = NULL;
 		return;
@@ -799,8 +809,7 @@ static int xsess_open_backend(struct xsess *s, char *err, size_t errlen)
 	    vb_watch_new(s->ex->node->loop, vu_front_fd(s->f), VB_EV_READ, xsess_on_front, s);
 	return 0;
 front_err:
-	snprintf(err, errlen, "backend %s: %s", cfg->path,
-	         vu_front_error(s->f) ? vu_front_error(s->f) : "set-up failed");
+	snprintf(err, errlen, "backend %s: %s", cfg->path, xsess_front_why(s, 0, "set-up failed"));
 	return -1;
 }
 

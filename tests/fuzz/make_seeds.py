@@ -615,11 +615,18 @@ TARGETS = {
     "fuzz_tls": tls_seeds,
 }
 
+# Targets whose seeds differ on every run.
+RANDOM_TARGETS = {"fuzz_tls"}
+
 
 def main():
     out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, "corpus")
     for target, make in TARGETS.items():
         d = os.path.join(out, target)
+        # A TLS hello is random: keep the committed flights unless asked to remake them.
+        if target in RANDOM_TARGETS and os.path.isdir(d) and not os.environ.get("VB_SEEDS_REMAKE"):
+            print("%-16s kept (random flights; VB_SEEDS_REMAKE=1 remakes them)" % target)
+            continue
         shutil.rmtree(d, ignore_errors=True)
         os.makedirs(d)
         seeds = make()
