@@ -3,10 +3,12 @@
 
 The seeds follow the unit tests' vectors: the golden wire encodings are read
 out of tests/unit/test_wire.c, the others restate the tables of
-test_config.c, test_virtq.c, test_vu_msg.c and test_vu_dev.c (QEMU 7.2's
-set-up sequence and the hostile cases) in each harness's input format, which
-is described at the top of each fuzz_*.c. Seeds are small (a few hundred
-bytes); run this again after changing a harness's input format.
+test_config.c, test_virtq.c, test_vu_msg.c, test_vu_dev.c (QEMU 7.2's
+set-up sequence and the hostile cases) and test_avtp.c (the golden tsn://
+frames, made again here from docs/protocol.md section 11) in each harness's
+input format, which is described at the top of each fuzz_*.c. Seeds are
+small (a few hundred bytes); run this again after changing a harness's
+input format.
 
 Usage: tests/fuzz/make_seeds.py [OUTDIR]   (default: tests/fuzz/corpus)
 """
@@ -605,6 +607,100 @@ def tls_seeds():
     return seeds
 
 
+# ---- fuzz_avtp: tsn:// frames (docs/protocol.md section 11), big-endian, as in test_avtp.c ---------
+
+MAC_A = bytes.fromhex("02000000000a")
+MAC_B = bytes.fromhex("02000000000b")
+
+
+def be(fmt, *v):
+    return struct.pack(">" + fmt, *v)
+
+
+def avtp_eth(dst, src, tci=None):
+    tag = b"" if tci is None else be("HH", 0x8100, tci)
+    return dst + src + tag + be("H", 0x22F0)
+
+
+def stream_id(mac, cls, chan):
+    return int.from_bytes(mac, "big") << 16 | cls << 12 | (chan & 0xFFF)
+
+
+def tscf(sid, acf, seq=0, tv=False, ts=0, tu=False):
+    return be("BBBBQIIHH", 0x05, 0x80 | tv, seq, tu, sid, ts, 0, len(acf), 0) + acf
+
+
+def ntscf(sid, acf, seq=0):
+    return be("BBBBQ", 0x82, 0x80 | len(acf) >> 8, len(acf) & 0xFF, seq, sid) + acf
+
+
+def acf(typ, body):
+    body += b"\0" * (-(len(body) + 2) % 4)
+    return be("H", typ << 9 | (len(body) + 2) // 4) + body
+
+
+def seg(flags, cls, token, seq, data):
+    return acf(0x78, be("BBIIHH", flags, cls, token, seq, len(data), 0) + data)
+
+
+def ack(cls, token, cum, window, sack):
+    return acf(0x79, be("BBIIIQ", 0, cls, token, cum, window, sack))
+
+
+def ctl(op, token, my_token, max_seg=2028, window=64, isn=0, time=0, reason=b""):
+    return acf(0x7A, be("BBIIHHIQI", op, 0, token, my_token, max_seg, window, isn, time,
+                        len(reason)) + reason)
+
+
+def pad60(frame):
+    return frame + b"\0" * max(0, 60 - len(frame))
+
+
+def avtp_seeds():
+    a_audio, b_bulk = stream_id(MAC_A, 1, 3), stream_id(MAC_B, 3, 0xABC)
+    a_ctl, b_ctl = stream_id(MAC_A, 0, 0), stream_id(MAC_B, 0, 0)
+    eth_ab, eth_ba = avtp_eth(MAC_B, MAC_A), avtp_eth(MAC_A, MAC_B)
+    seeds = {
+        "seg": eth_ab + tscf(a_audio, seg(3, 1, 0x11223344, 0xFFFFFFFE, b"hello"), 7, True,
+                             0x12345678),
+        "seg2-tagged": avtp_eth(MAC_A, MAC_B, 0x4064) + tscf(
+            b_bulk, seg(1, 3, 0xCAFEF00D, 0x100, bytes(range(1, 9))) +
+            seg(2, 3, 0xCAFEF00D, 0x101, b"\x09"), 0xFF, tu=True),
+        "ack-ping": eth_ab + ntscf(a_ctl, ack(0, 0x01020304, 0x1000, 0x40, 0x8000000000000005) +
+                                   ctl(4, 0x01020304, 0x0A0B0C0D, isn=0x55AA55AA,
+                                       time=0x0011223344556677), 0x10),
+        "close-tagged": avtp_eth(MAC_A, MAC_B, 0x6005) + ntscf(
+            b_ctl, ctl(3, 0x0A0B0C0D, 0x01020304, isn=0x12345678, reason=b"peer silent")),
+        "ntscf-long": eth_ab + ntscf(a_ctl, b"".join(
+            ack(c, 0x01020304, c * 0x40000000, 0x10 << c, (1 << (16 * c)) - 1) for c in range(4)) +
+            ctl(5, 0x01020304, 0x0A0B0C0D, 0, 0, time=0x0011223344556677) +
+            ctl(3, 0x01020304, 0x0A0B0C0D, reason=b"0123456789" * 10), 0x42),
+        "open-padded": pad60(eth_ab + ntscf(a_ctl, ctl(1, 0, 0x01020304, window=256,
+                                                       isn=0xFFFFFFF0))),
+        "foreign": eth_ba + tscf(stream_id(MAC_B, 2, 1), acf(0x7F, b"") +
+                                 seg(0, 2, 0x0A0B0C0D, 5, bytes.fromhex("deadbeef")) +
+                                 acf(0x7B, bytes.fromhex("aabbccddeeff")), 0x80, True,
+                                 0xFFFFFFFF, True),
+        "acf-can": eth_ab + ntscf(a_ctl, acf(0x01, bytes(14) + b"\x01\x02") +
+                                  ack(0, 1, 2, 3, 4)),
+        "empty-tscf": pad60(eth_ab + tscf(a_audio, b"")),
+        "32-segs": eth_ab + tscf(a_audio, seg(1, 1, 9, 0, b"x") + b"".join(
+            seg(0, 1, 9, i, b"x") for i in range(1, 31)) + seg(2, 1, 9, 31, b"x")),
+        "max-seg": eth_ba + tscf(stream_id(MAC_B, 3, 7), seg(3, 3, 1, 2, bytes(2028))),
+    }
+    seg1 = seeds["seg"]
+    seeds["bad-33-segs"] = eth_ab + tscf(a_audio, b"".join(
+        seg(0, 1, 9, i, b"x") for i in range(33)))
+    seeds["bad-ethertype"] = seg1[:12] + be("H", 0x0800) + seg1[14:]
+    seeds["bad-version"] = seg1[:15] + b"\x91" + seg1[16:]
+    seeds["bad-class-mismatch"] = seg1[:41] + b"\x02" + seg1[42:]
+    seeds["bad-runt"] = seg1[:37]
+    for name, frame in seeds.items():
+        if len(frame) > 4096:
+            sys.exit("make_seeds: avtp seed %s is %d bytes" % (name, len(frame)))
+    return seeds
+
+
 TARGETS = {
     "fuzz_wire": wire_seeds,
     "fuzz_config": config_seeds,
@@ -613,6 +709,7 @@ TARGETS = {
     "fuzz_virtq_dev": virtq_dev_seeds,
     "fuzz_virtq_drv": virtq_drv_seeds,
     "fuzz_tls": tls_seeds,
+    "fuzz_avtp": avtp_seeds,
 }
 
 # Targets whose seeds differ on every run.
