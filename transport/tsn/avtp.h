@@ -170,7 +170,8 @@ struct avtp_ctl {
  * AF_PACKET SOCK_RAW socket; bytes after the AVTP data, such as padding to 60,
  * are ignored). Every one of our messages is checked as avtp_*_decode() and
  * against the frame (subtype, class): after 0, each listed message decodes.
- * Pointers in *out point into buf. Returns 0 or -AVTP_E_*.
+ * Pointers in *out point into buf. Returns 0 or -AVTP_E_*; after a refusal
+ * *out holds what was read up to it (for logs only).
  */
 int avtp_decode(const uint8_t *buf, size_t len, struct avtp_frame *out);
 
