@@ -21,6 +21,7 @@
 
 #include "bridge/util.h"
 #include "bridge/wire.h"
+#include "transport/transport.h"
 
 #ifndef VB_VERSION
 #define VB_VERSION "unknown"
@@ -186,6 +187,28 @@ static int check_host(const char *s, size_t len, char *err, size_t errlen)
 	return 0;
 }
 
+static int check_tcp_uri(const char *uri, int port0_ok, char *err, size_t errlen);
+
+/*
+ * A link URI: tcp:// and tls:// checked here (below), tsn:// by its
+ * transport (tsn://IFNAME to listen, tsn://IFNAME/PEER-MAC to import).
+ */
+static int check_link_uri(const char *uri, int listen, char *err, size_t errlen)
+{
+	char why[160];
+
+	if (strncmp(uri, "tsn://", 6) != 0) {
+		return check_tcp_uri(uri, listen, err, errlen);
+	}
+	if (strlen(uri) > VB_URI_MAX) {
+		return errf(err, errlen, "longer than %d bytes", VB_URI_MAX);
+	}
+	if (transport_check_uri(uri, listen, why, sizeof(why)) < 0) {
+		return errf(err, errlen, "%s", why);
+	}
+	return 0;
+}
+
 /*
  * tcp://HOST:PORT or tls://HOST:PORT with HOST a name, a.b.c.d or
  * [v6[%zone]]; port 0 only where allowed.
@@ -197,7 +220,8 @@ static int check_tcp_uri(const char *uri, int port0_ok, char *err, size_t errlen
 	int rc;
 
 	if (strncmp(uri, "tcp://", 6) != 0 && strncmp(uri, "tls://", 6) != 0) {
-		return errf(err, errlen, "want tcp://HOST:PORT or tls://HOST:PORT");
+		return errf(err, errlen,
+		            "want tcp://HOST:PORT, tls://HOST:PORT or tsn://IFNAME[/PEER-MAC]");
 	}
 	if (strlen(uri) > VB_URI_MAX) {
 		return errf(err, errlen, "longer than %d bytes", VB_URI_MAX);
@@ -470,7 +494,7 @@ int config_parse_import(const char *spec, struct vb_import *i, char *err, size_t
 	if (more < 0) {
 		return errf(err, errlen, "source too long");
 	}
-	if (check_tcp_uri(field, 0, err, errlen) < 0) {
+	if (check_link_uri(field, 0, err, errlen) < 0) {
 		return -EINVAL;
 	}
 	strcpy(i->source, field);
@@ -510,7 +534,7 @@ static int set_node(struct vb_config *c, const char *v, char *err, size_t errlen
 
 static int set_listen(struct vb_config *c, const char *v, char *err, size_t errlen)
 {
-	if (check_tcp_uri(v, 1, err, errlen) < 0) {
+	if (check_link_uri(v, 1, err, errlen) < 0) {
 		return -EINVAL;
 	}
 	for (unsigned i = 0; i < c->nlisten; i++) {

@@ -546,10 +546,14 @@ void link_status_json(const struct link *l, struct jw *w)
 	jw_str(w, "uri", l->uri);
 	jw_str(w, "direction", l->outgoing ? "out" : "in");
 	jw_str(w, "state", link_state_names[l->state]);
-	jw_str(w, "transport",
-	       l->t                           ? transport_kind(l->t)
-	       : strncmp(l->uri, "tls://", 6) ? "tcp"
-	                                      : "tls");
+	if (l->t) {
+		jw_str(w, "transport", transport_kind(l->t));
+	} else {
+		char scheme[8] = "";
+
+		sscanf(l->uri, "%7[a-z]://", scheme);
+		jw_str(w, "transport", scheme);
+	}
 	jw_str(w, "security", l->t ? transport_security(l->t) : "");
 	jw_str(w, "peer_identity", l->t ? transport_peer_identity(l->t) : "");
 	jw_str(w, "peer_node", l->peer.name);
@@ -565,5 +569,17 @@ void link_status_json(const struct link *l, struct jw *w)
 	jw_u64(w, "tx_queued", st.tx_queued);
 	jw_u64(w, "rx_unknown_channel", l->rx_unknown_chan);
 	jw_str(w, "last_error", l->last_error);
+	if (l->t) {
+		struct transport_counter c[TRANSPORT_MAX_COUNTERS];
+		unsigned n = transport_counters(l->t, c, ARRAY_SIZE(c));
+
+		if (n) {
+			jw_obj_begin(w, "transport_counters");
+			for (unsigned i = 0; i < n; i++) {
+				jw_u64(w, c[i].name, c[i].value);
+			}
+			jw_obj_end(w);
+		}
+	}
 	jw_obj_end(w);
 }

@@ -13,6 +13,7 @@ PKGS=(
 	busybox-static cpio kmod              # guest initramfs (tests/e2e/guest.sh)
 	iproute2 iperf3 python3 valgrind      # namespaces, link baseline, helpers, leak checks
 	openssl                               # tools/vb-pki, TLS tests
+	nftables                              # frame loss on tsn:// links (tests/e2e)
 	tshark                                # IEEE 1722 dissection of tsn:// frames (test_avtp_tshark)
 )
 

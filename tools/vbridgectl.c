@@ -102,6 +102,23 @@ static json_object *jget(json_object *o, const char *key)
 	return json_object_object_get_ex(o, key, &v) ? v : NULL;
 }
 
+/* A transport's own counters, "name value" pairs on one line (none: nothing). */
+static void print_counters(const char *indent, json_object *c)
+{
+	const char *sep = "";
+
+	if (!c || !json_object_is_type(c, json_type_object) || !json_object_object_length(c)) {
+		return;
+	}
+	printf("%s", indent);
+	json_object_object_foreach(c, key, val)
+	{
+		printf("%s%s %" PRIu64, sep, key, (uint64_t)json_object_get_int64(val));
+		sep = ", ";
+	}
+	printf("\n");
+}
+
 static void print_queues(json_object *dev, const char *in_key, const char *out_key)
 {
 	json_object *qs = jget(dev, "queues");
@@ -141,6 +158,7 @@ static void print_status(json_object *st)
 		       jstr(l, "security"), ju64(l, "tx_msgs"), ju64(l, "tx_bytes"),
 		       ju64(l, "rx_msgs"), ju64(l, "rx_bytes"), ju64(l, "rtt_us"),
 		       *jstr(l, "last_error") ? ", last error: " : "", jstr(l, "last_error"));
+		print_counters("    ", jget(l, "transport_counters"));
 	}
 	a = jget(st, "imports");
 	printf("imports:%s\n", a && json_object_array_length(a) ? "" : " none");

@@ -9,6 +9,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "bridge/util.h"
@@ -16,6 +17,7 @@
 static const struct transport_ops *const transport_schemes[] = {
     &tcp_transport_ops,
     &tls_transport_ops,
+    &tsn_transport_ops,
 };
 
 /* Finds the ops for "scheme://rest"; *addr points at rest. */
@@ -143,6 +145,24 @@ void transport_close(struct transport *t)
 	if (t) {
 		t->ops->close(t);
 	}
+}
+
+unsigned transport_counters(const struct transport *t, struct transport_counter *out, unsigned max)
+{
+	return t->ops->counters ? t->ops->counters(t, out, max) : 0;
+}
+
+int transport_check_uri(const char *uri, int listen, char *why, size_t len)
+{
+	const struct transport_ops *ops;
+	const char *addr;
+	int rc = transport_lookup(uri, &ops, &addr);
+
+	if (rc < 0) {
+		snprintf(why, len, "unknown transport in \"%.64s\"", uri ? uri : "");
+		return rc;
+	}
+	return ops->check ? ops->check(addr, listen, why, len) : 0;
 }
 
 const char *transport_kind(const struct transport *t)

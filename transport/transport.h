@@ -67,6 +67,13 @@ const char *transport_listener_uri(const struct transport_listener *l);
 void transport_set_upcalls(struct transport *t, const struct transport_upcalls *up, void *arg);
 
 /*
+ * Checks the syntax of a URI for transport_listen() (listen != 0) or
+ * transport_connect(), without opening anything: 0, or -EINVAL /
+ * -EPROTONOSUPPORT with the reason in why.
+ */
+int transport_check_uri(const char *uri, int listen, char *why, size_t len);
+
+/*
  * Queues one whole message given as an iovec (its first 4 bytes are the
  * length prefix, equal to the iovec total). 0, -EMSGSIZE (over max_msg),
  * -ENOBUFS (far over the high-water mark: the caller ignored backpressure),
@@ -95,6 +102,15 @@ void transport_get_stats(const struct transport *t, struct transport_stats *st);
 const char *transport_peer_identity(const struct transport *t);
 /* "plaintext", or on tls:// once UP e.g. "TLSv1.3 TLS_AES_256_GCM_SHA384" ("" before). */
 const char *transport_security(const struct transport *t);
+
+/* A transport's own counters (tsn://: retransmissions, duplicates, drops ...). */
+struct transport_counter {
+	const char *name; /* static, [a-z0-9_] */
+	uint64_t value;
+};
+#define TRANSPORT_MAX_COUNTERS 24
+/* Fills up to max counters; returns how many (0 for transports without any). */
+unsigned transport_counters(const struct transport *t, struct transport_counter *out, unsigned max);
 
 /*
  * TLS for tls:// links (OpenSSL): TLS 1.3 only, both sides present a

@@ -23,6 +23,11 @@ struct transport_ops {
 	/* Optional: NULL means a plaintext link ("" and "plaintext"). */
 	const char *(*peer_identity)(const struct transport *t);
 	const char *(*security)(const struct transport *t);
+	/* Optional: transport_counters(). */
+	unsigned (*counters)(const struct transport *t, struct transport_counter *out,
+	                     unsigned max);
+	/* Optional: address syntax (addr as for connect/listen); 0 or -EINVAL + why. */
+	int (*check)(const char *addr, int listen, char *why, size_t len);
 };
 
 /* Embedded first in every implementation's link struct. */
@@ -53,5 +58,6 @@ int transport_parse_hostport(const char *s, size_t len, struct transport_hostpor
 /* Registered implementations (transport.c holds the table). */
 extern const struct transport_ops tcp_transport_ops;
 extern const struct transport_ops tls_transport_ops;
+extern const struct transport_ops tsn_transport_ops;
 
 #endif

@@ -199,7 +199,8 @@ vb_netns_add() {
 # veth pair VB_IF_A/VB_IF_B with link-local addresses VB_IP_A/VB_IP_B
 # (169.254.X.1 and .2 /24, X from the pid; 169.254.0/24 and .255/24 are
 # reserved by RFC 3927 2.1). Both ends are made inside their namespaces, so
-# parallel runs never clash on names.
+# parallel runs never clash on names. With VB_L2_ONLY=1 the ends get no IP
+# address at all (raw Ethernet tests); VB_MAC_A/VB_MAC_B are their MACs.
 VB_PING=(ping)
 command -v ping >/dev/null || VB_PING=(busybox ping)
 vb_ecus() {
@@ -214,6 +215,13 @@ vb_ecus() {
 	vb_netns_add "$VB_NS_B" || return 1
 	ip link add "$VB_IF_A" netns "$VB_NS_A" type veth peer name "$VB_IF_B" netns "$VB_NS_B" ||
 		return 1
+	VB_MAC_A=$(ip netns exec "$VB_NS_A" cat "/sys/class/net/$VB_IF_A/address") || return 1
+	VB_MAC_B=$(ip netns exec "$VB_NS_B" cat "/sys/class/net/$VB_IF_B/address") || return 1
+	if [[ -n ${VB_L2_ONLY:-} ]]; then
+		VB_IP_A= VB_IP_B=
+		ip -n "$VB_NS_A" link set "$VB_IF_A" up && ip -n "$VB_NS_B" link set "$VB_IF_B" up
+		return
+	fi
 	ip -n "$VB_NS_A" addr add "$VB_IP_A/24" dev "$VB_IF_A" &&
 		ip -n "$VB_NS_B" addr add "$VB_IP_B/24" dev "$VB_IF_B" &&
 		ip -n "$VB_NS_A" link set "$VB_IF_A" up &&

@@ -11,7 +11,9 @@
 # Cases: single (one disk, one queue), multi (two disks over one link, two
 # queues each). VB_DEMO=1 narrates for a person watching (tools/demo.sh).
 # VB_LINK=tls runs the same over tls:// with mutual certificate
-# authentication (a PKI made by tools/vb-pki) and allow= on every export.
+# authentication (a PKI made by tools/vb-pki) and allow= on every export;
+# VB_LINK=tsn over tsn:// (IEEE 1722 on raw Ethernet), the veth ends with
+# no IP address at all.
 set -uo pipefail
 # shellcheck source=tests/e2e/lib.sh
 source "$(dirname "$0")/lib.sh"
@@ -38,6 +40,14 @@ setup_link_security() {
 
 say() { [[ -n $DEMO ]] && echo "==> $*"; return 0; }
 
+listen_uri() {
+	if [[ $SCHEME == tsn ]]; then echo "tsn://$VB_IF_A"; else echo "$SCHEME://$VB_IP_A:$PORT"; fi
+}
+
+import_uri() {
+	if [[ $SCHEME == tsn ]]; then echo "tsn://$VB_IF_B/$VB_MAC_A"; else echo "$SCHEME://$VB_IP_A:$PORT"; fi
+}
+
 # start_daemons NDISKS NUMQ: qsd + exporter on A, importer on B.
 start_daemons() {
 	local ndisks=$1 numq=$2 i exp=() imp=()
@@ -47,15 +57,15 @@ start_daemons() {
 			vb_fail "qemu-storage-daemon $i did not start"
 		QSD_PIDS+=("$VB_LAST_PID")
 		exp+=(--export "disk$i=vhost-user:$VB_TMP/qsd$i.sock,type=blk$ALLOW")
-		imp+=(--import "disk$i=$SCHEME://$VB_IP_A:$PORT")
+		imp+=(--import "disk$i=$(import_uri)")
 	done
-	say "ECU A ($VB_NS_A, $VB_IP_A): qemu-storage-daemon serves $ndisks disk(s); vbridged exports them"
+	say "ECU A ($VB_NS_A, ${VB_IP_A:-$VB_MAC_A}): qemu-storage-daemon serves $ndisks disk(s); vbridged exports them"
 	vb_log_add "$VB_TMP/a.log"
-	vb_run_in "$VB_NS_A" "$VBRIDGED" -d "${SEC_A[@]}" --node ecu-a --listen "$SCHEME://$VB_IP_A:$PORT" \
+	vb_run_in "$VB_NS_A" "$VBRIDGED" -d "${SEC_A[@]}" --node ecu-a --listen "$(listen_uri)" \
 		"${exp[@]}" --runtime-dir "$VB_TMP/a" >"$VB_TMP/a.log" 2>&1
 	EXP_PID=$VB_LAST_PID
 	vb_wait_for_socket "$VB_TMP/a/vbridged.sock" 10 "$EXP_PID" || vb_fail "exporter did not start"
-	say "ECU B ($VB_NS_B, $VB_IP_B): vbridged imports them from $SCHEME://$VB_IP_A:$PORT"
+	say "ECU B ($VB_NS_B, ${VB_IP_B:-$VB_MAC_B}): vbridged imports them from $(import_uri)"
 	vb_log_add "$VB_TMP/b.log"
 	vb_run_in "$VB_NS_B" "$VBRIDGED" -d "${SEC_B[@]}" --node ecu-b "${imp[@]}" --runtime-dir "$VB_TMP/b" \
 		>"$VB_TMP/b.log" 2>&1
@@ -186,6 +196,7 @@ main() {
 	[[ -x $VBRIDGED && -x $VBCTL ]] || vb_fail "build vbridged and vbridgectl first ($VB_BUILD)"
 	say "building the guest (Debian kernel + busybox initramfs, cached)"
 	vb_guest
+	[[ $SCHEME == tsn ]] && VB_L2_ONLY=1
 	vb_ecus || vb_fail "cannot create the two ECU namespaces"
 	setup_link_security
 	for c in "${cases[@]}"; do

@@ -1,0 +1,210 @@
+#!/bin/bash
+# tsn:// (IEEE 1722 on raw Ethernet) under faults, with real daemons on a
+# veth pair whose ends have no IP address, qemu-storage-daemon on ECU A and
+# vblk-bench (our userspace virtio-blk driver) as the VMM on ECU B:
+#  * loss of 1%, 5% and 20% of the 1722 frames arriving at each end
+#    (nftables, netdev ingress, numgen random): every request completes once,
+#    the data reads back intact, the link is never dropped, and the
+#    retransmission counters show the losses were repaired;
+#  * the link cut (ip link set down) for 3 s in the middle of a run and
+#    restored: the run completes intact, without an I/O error;
+#  * hostile frames sent to ECU A (runt, wrong subtype, oversize data
+#    length, a foreign source MAC, a replayed segment of the link, a
+#    segment with another session's token): dropped and counted, the link
+#    and its device carry on.
+set -uo pipefail
+# shellcheck source=tests/e2e/lib.sh
+source "$(dirname "$0")/lib.sh"
+
+VBRIDGED=$VB_BUILD/vbridged
+VBCTL=$VB_BUILD/tools/vbridgectl
+BENCH=$VB_BUILD/tools/vblk-bench
+
+status() { ip netns exec "$1" "$VBCTL" -s "$2" status --json; }
+status_a() { status "$VB_NS_A" "$VB_TMP/a/vbridged.sock"; }
+status_b() { status "$VB_NS_B" "$VB_TMP/b/vbridged.sock"; }
+
+# counter SIDE NAME: a tsn counter of the (only) link of that side.
+counter() {
+	"status_$1" | python3 -c '
+import json, sys
+s = json.load(sys.stdin)
+print(s["links"][0].get("transport_counters", {}).get(sys.argv[1], -1) if s["links"] else -1)' "$2"
+}
+
+# link_facts SIDE: connects and drops of the side's link, and its state.
+link_facts() {
+	"status_$1" | python3 -c '
+import json, sys
+s = json.load(sys.stdin)
+l = s["links"][0]
+print(l["state"], l["connects"], l["drops"])'
+}
+
+# verify TAG SEED REQUESTS: write, read back and compare through the bridge.
+verify() {
+	ip netns exec "$VB_NS_B" "$BENCH" --socket "$VB_TMP/b/disk0.sock" --verify \
+		--requests "$3" --size 16k --depth 8 --seed "$2" >"$VB_TMP/bench-$1.log" 2>&1 ||
+		vb_fail "$1: verify through tsn:// failed: $(tail -n 3 "$VB_TMP/bench-$1.log")"
+	grep -q 'read back intact' "$VB_TMP/bench-$1.log" || vb_fail "$1: verify printed no result"
+}
+
+# requests == completions on both sides: nothing lost, nothing run twice.
+check_once() {
+	python3 - "$1" <(status_b) <(status_a) <<'PY' || vb_fail "$1: requests and completions disagree"
+import json, sys
+tag, b, a = sys.argv[1], json.load(open(sys.argv[2])), json.load(open(sys.argv[3]))
+qi = [q for i in b["imports"] for q in i["queues"]]
+qe = [q for e in a["exports"] for q in e.get("queues", [])]
+req, comp, infl = (sum(q[k] for q in qi) for k in ("requests", "completions", "inflight"))
+ereq, ecomp = sum(q["requests"] for q in qe), sum(q["completions"] for q in qe)
+print(f"{tag}: importer {req} requests / {comp} completions / {infl} in flight; exporter {ereq} / {ecomp}")
+sys.exit(0 if req == comp and infl == 0 and ereq == req and ecomp == req else 1)
+PY
+}
+
+# loss IF NS PERCENT: drop PERCENT% of 1722 frames arriving on IF (0: remove).
+loss() {
+	local ns=$1 ifc=$2 pct=$3
+	ip netns exec "$ns" nft delete table netdev vbloss 2>/dev/null
+	[[ $pct -eq 0 ]] && return 0
+	ip netns exec "$ns" nft -f - <<EOF || vb_fail "nft loss rule in $ns"
+table netdev vbloss {
+	chain ingress {
+		type filter hook ingress device "$ifc" priority 0;
+		meta protocol 0x22f0 numgen random mod 100 < $pct counter drop
+	}
+}
+EOF
+}
+
+nft_dropped() {
+	ip netns exec "$1" nft list table netdev vbloss 2>/dev/null |
+		sed -n 's/.*counter packets \([0-9]*\).*/\1/p' | head -n1
+}
+
+start() {
+	vb_blk_image "$VB_TMP/disk.img" 64 disk0 || vb_fail "cannot create the image"
+	vb_qsd "$VB_NS_A" "$VB_TMP/disk.img" "$VB_TMP/qsd.sock" || vb_fail "qsd did not start"
+	vb_log_add "$VB_TMP/a.log"
+	vb_run_in "$VB_NS_A" "$VBRIDGED" -d --node ecu-a --listen "tsn://$VB_IF_A" \
+		--export "disk0=vhost-user:$VB_TMP/qsd.sock,type=blk" --runtime-dir "$VB_TMP/a" \
+		>"$VB_TMP/a.log" 2>&1
+	EXP_PID=$VB_LAST_PID
+	vb_wait_for_socket "$VB_TMP/a/vbridged.sock" 10 "$EXP_PID" || vb_fail "exporter did not start"
+	vb_log_add "$VB_TMP/b.log"
+	vb_run_in "$VB_NS_B" "$VBRIDGED" -d --node ecu-b --import "disk0=tsn://$VB_IF_B/$VB_MAC_A" \
+		--runtime-dir "$VB_TMP/b" >"$VB_TMP/b.log" 2>&1
+	IMP_PID=$VB_LAST_PID
+	vb_wait_for_socket "$VB_TMP/b/disk0.sock" 15 "$IMP_PID" || vb_fail "importer got no socket"
+}
+
+case_loss() {
+	local pct=$1 retx0 retx1 facts da db
+	retx0=$(($(counter a retransmits_fast) + $(counter a retransmits_timeout) +
+		$(counter b retransmits_fast) + $(counter b retransmits_timeout)))
+	loss "$VB_NS_A" "$VB_IF_A" "$pct"
+	loss "$VB_NS_B" "$VB_IF_B" "$pct"
+	verify "loss$pct" "$pct" 512
+	da=$(nft_dropped "$VB_NS_A") db=$(nft_dropped "$VB_NS_B")
+	loss "$VB_NS_A" "$VB_IF_A" 0
+	loss "$VB_NS_B" "$VB_IF_B" 0
+	check_once "loss$pct"
+	retx1=$(($(counter a retransmits_fast) + $(counter a retransmits_timeout) +
+		$(counter b retransmits_fast) + $(counter b retransmits_timeout)))
+	((da + db > 0)) || vb_fail "loss$pct: nftables dropped nothing"
+	((retx1 > retx0)) || vb_fail "loss$pct: $((da + db)) frames dropped but nothing retransmitted"
+	facts=$(link_facts b)
+	[[ $facts == "up 1 0" ]] || vb_fail "loss$pct: importer link state/connects/drops: $facts"
+	echo "ok loss $pct%: $((da + db)) frames dropped by nftables, $((retx1 - retx0)) segments retransmitted, data intact"
+}
+
+case_cut() {
+	local bench facts
+	ip netns exec "$VB_NS_B" "$BENCH" --socket "$VB_TMP/b/disk0.sock" --verify \
+		--requests 2048 --size 16k --depth 8 --seed 77 >"$VB_TMP/bench-cut.log" 2>&1 &
+	bench=$!
+	sleep 0.5
+	ip -n "$VB_NS_B" link set "$VB_IF_B" down
+	sleep 3
+	ip -n "$VB_NS_B" link set "$VB_IF_B" up
+	wait "$bench" || vb_fail "cut: verify failed: $(tail -n 3 "$VB_TMP/bench-cut.log")"
+	grep -q 'read back intact' "$VB_TMP/bench-cut.log" || vb_fail "cut: verify printed no result"
+	check_once cut
+	facts=$(link_facts b)
+	[[ $facts == "up 1 0" ]] || vb_fail "cut: importer link state/connects/drops: $facts"
+	echo "ok link cut for 3 s: run completed intact, link kept"
+}
+
+case_hostile() {
+	local drops0 drops1 tok0 tok1 dup0 dup1
+	drops0=$(counter a port_dropped) tok0=$(counter a wrong_token) dup0=$(counter a duplicates)
+	# Capture one real data frame from B to A to replay, with tshark's -w.
+	ip netns exec "$VB_NS_A" timeout 20 tshark -q -i "$VB_IF_A" -c 1 \
+		-f "ether proto 0x22f0 and ether[14] == 0x05" -w "$VB_TMP/seg.pcap" >/dev/null 2>&1 &
+	local cap=$!
+	sleep 1.5
+	verify hostile-prep 5 32
+	wait "$cap" || vb_fail "hostile: no data frame captured"
+	ip netns exec "$VB_NS_B" python3 - "$VB_IF_B" "$VB_MAC_A" "$VB_MAC_B" "$VB_TMP/seg.pcap" <<'PY' ||
+import socket, struct, sys
+ifc, mac_a, mac_b, pcap = sys.argv[1:5]
+A = bytes.fromhex(mac_a.replace(":", ""))
+B = bytes.fromhex(mac_b.replace(":", ""))
+raw = open(pcap, "rb").read()
+# classic pcap or pcapng: find the frame by its Ethernet header (dst A, src B, 0x22f0)
+at = raw.find(A + B + b"\x22\xf0")
+assert at >= 0, "no frame in the capture"
+seg = raw[at:at + 60 + 1600]
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+s.bind((ifc, 0))
+eth = A + B + b"\x22\xf0"
+frames = [
+    eth + b"\x05",                                   # runt
+    eth + b"\x7f" + bytes(59),                       # unknown subtype
+    eth + b"\x05\x80" + bytes(18) + b"\xff\xff" + bytes(40),  # data length beyond the frame
+    A + b"\x02\x00\x00\x00\x00\x99" + seg[12:],      # foreign source MAC
+]
+stale = bytearray(seg)
+# the SEG's token sits at AVTP 24 + 4: another session's token
+off = 14 + 24 + 4
+stale[off:off + 4] = b"\xde\xad\xbe\xef"
+frames.append(bytes(stale))
+for f in frames:
+    s.send(f)
+for i in range(20):
+    s.send(seg)                                      # replayed: already received
+print("sent", len(frames) + 20)
+PY
+		vb_fail "hostile: could not send frames"
+	sleep 1
+	drops1=$(counter a port_dropped) tok1=$(counter a wrong_token) dup1=$(counter a duplicates)
+	((drops1 >= drops0 + 4)) || vb_fail "hostile: port_dropped $drops0 -> $drops1, want +4"
+	((tok1 >= tok0 + 1)) || vb_fail "hostile: wrong_token $tok0 -> $tok1, want +1"
+	((dup1 >= dup0 + 20)) || vb_fail "hostile: duplicates $dup0 -> $dup1, want +20"
+	verify hostile-after 6 256
+	check_once hostile
+	[[ $(link_facts b) == "up 1 0" ]] || vb_fail "hostile: importer link: $(link_facts b)"
+	[[ $(link_facts a) == "up 1 0" ]] || vb_fail "hostile: exporter link: $(link_facts a)"
+	echo "ok hostile frames: port_dropped +$((drops1 - drops0)), wrong_token +$((tok1 - tok0)), duplicates +$((dup1 - dup0)); link and device unaffected"
+}
+
+main() {
+	vb_need_root
+	vb_need_cmd qemu-storage-daemon nft tshark python3 ip
+	[[ -x $VBRIDGED && -x $VBCTL && -x $BENCH ]] || vb_fail "build first ($VB_BUILD)"
+	VB_L2_ONLY=1
+	vb_ecus || vb_fail "cannot create the two ECU namespaces"
+	start
+	verify warmup 1 64
+	case_loss 1
+	case_loss 5
+	case_loss 20
+	case_cut
+	case_hostile
+	vb_stop_clean "$IMP_PID" importer
+	vb_stop_clean "$EXP_PID" exporter
+	echo "PASS: test_tsn_faults"
+}
+
+main "$@"
