@@ -500,3 +500,24 @@ vb_blk_verify_disk() {
 		"$((total / 1048576)) MiB in $(grep -c "^GUEST wrote $d " <<<"$lines") regions ok" >&2
 	return $bad
 }
+
+# vb_nft_loss NS IF PERCENT: drop PERCENT% of the IEEE 1722 frames (EtherType
+# 0x22f0) arriving on IF in NS, at random (nftables netdev ingress; netem is
+# not in this kernel); 0 removes the rule. vb_nft_dropped NS: frames dropped.
+vb_nft_loss() {
+	ip netns exec "$1" nft delete table netdev vbloss 2>/dev/null
+	[[ $3 -eq 0 ]] && return 0
+	ip netns exec "$1" nft -f - <<EOF
+table netdev vbloss {
+	chain ingress {
+		type filter hook ingress device "$2" priority 0;
+		meta protocol 0x22f0 numgen random mod 100 < $3 counter drop
+	}
+}
+EOF
+}
+
+vb_nft_dropped() {
+	ip netns exec "$1" nft list table netdev vbloss 2>/dev/null |
+		sed -n 's/.*counter packets \([0-9]*\).*/\1/p' | head -n1
+}

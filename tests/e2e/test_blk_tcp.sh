@@ -13,7 +13,8 @@
 # VB_LINK=tls runs the same over tls:// with mutual certificate
 # authentication (a PKI made by tools/vb-pki) and allow= on every export;
 # VB_LINK=tsn over tsn:// (IEEE 1722 on raw Ethernet), the veth ends with
-# no IP address at all.
+# no IP address at all; VB_TSN_LOSS=P drops P% of the 1722 frames arriving
+# at each end (nftables) for the whole run.
 set -uo pipefail
 # shellcheck source=tests/e2e/lib.sh
 source "$(dirname "$0")/lib.sh"
@@ -199,6 +200,11 @@ main() {
 	[[ $SCHEME == tsn ]] && VB_L2_ONLY=1
 	vb_ecus || vb_fail "cannot create the two ECU namespaces"
 	setup_link_security
+	if [[ $SCHEME == tsn && ${VB_TSN_LOSS:-0} -gt 0 ]]; then
+		vb_nft_loss "$VB_NS_A" "$VB_IF_A" "$VB_TSN_LOSS" &&
+			vb_nft_loss "$VB_NS_B" "$VB_IF_B" "$VB_TSN_LOSS" || vb_fail "nft loss rules"
+		say "both ECUs drop $VB_TSN_LOSS% of the IEEE 1722 frames they receive"
+	fi
 	for c in "${cases[@]}"; do
 		case $c in
 		single) run_case single 1 1 ;;
@@ -206,6 +212,12 @@ main() {
 		*) vb_fail "unknown case $c" ;;
 		esac
 	done
+	if [[ $SCHEME == tsn && ${VB_TSN_LOSS:-0} -gt 0 ]]; then
+		local da db
+		da=$(vb_nft_dropped "$VB_NS_A") db=$(vb_nft_dropped "$VB_NS_B")
+		((da > 0 && db > 0)) || vb_fail "loss: nftables dropped $da and $db frames"
+		echo "loss: $VB_TSN_LOSS% of 1722 frames dropped at each end: $da at ECU A, $db at ECU B"
+	fi
 	echo "PASS: test_blk_tcp over $SCHEME:// (${cases[*]})"
 }
 

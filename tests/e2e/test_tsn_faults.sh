@@ -63,26 +63,6 @@ sys.exit(0 if req == comp and infl == 0 and ereq == req and ecomp == req else 1)
 PY
 }
 
-# loss IF NS PERCENT: drop PERCENT% of 1722 frames arriving on IF (0: remove).
-loss() {
-	local ns=$1 ifc=$2 pct=$3
-	ip netns exec "$ns" nft delete table netdev vbloss 2>/dev/null
-	[[ $pct -eq 0 ]] && return 0
-	ip netns exec "$ns" nft -f - <<EOF || vb_fail "nft loss rule in $ns"
-table netdev vbloss {
-	chain ingress {
-		type filter hook ingress device "$ifc" priority 0;
-		meta protocol 0x22f0 numgen random mod 100 < $pct counter drop
-	}
-}
-EOF
-}
-
-nft_dropped() {
-	ip netns exec "$1" nft list table netdev vbloss 2>/dev/null |
-		sed -n 's/.*counter packets \([0-9]*\).*/\1/p' | head -n1
-}
-
 start() {
 	vb_blk_image "$VB_TMP/disk.img" 64 disk0 || vb_fail "cannot create the image"
 	vb_qsd "$VB_NS_A" "$VB_TMP/disk.img" "$VB_TMP/qsd.sock" || vb_fail "qsd did not start"
@@ -103,12 +83,12 @@ case_loss() {
 	local pct=$1 retx0 retx1 facts da db
 	retx0=$(($(counter a retransmits_fast) + $(counter a retransmits_timeout) +
 		$(counter b retransmits_fast) + $(counter b retransmits_timeout)))
-	loss "$VB_NS_A" "$VB_IF_A" "$pct"
-	loss "$VB_NS_B" "$VB_IF_B" "$pct"
+	vb_nft_loss "$VB_NS_A" "$VB_IF_A" "$pct" || vb_fail "nft loss rule on ECU A"
+	vb_nft_loss "$VB_NS_B" "$VB_IF_B" "$pct" || vb_fail "nft loss rule on ECU B"
 	verify "loss$pct" "$pct" 512
-	da=$(nft_dropped "$VB_NS_A") db=$(nft_dropped "$VB_NS_B")
-	loss "$VB_NS_A" "$VB_IF_A" 0
-	loss "$VB_NS_B" "$VB_IF_B" 0
+	da=$(vb_nft_dropped "$VB_NS_A") db=$(vb_nft_dropped "$VB_NS_B")
+	vb_nft_loss "$VB_NS_A" "$VB_IF_A" 0
+	vb_nft_loss "$VB_NS_B" "$VB_IF_B" 0
 	check_once "loss$pct"
 	retx1=$(($(counter a retransmits_fast) + $(counter a retransmits_timeout) +
 		$(counter b retransmits_fast) + $(counter b retransmits_timeout)))

@@ -692,10 +692,16 @@ static void tsn_rx_ack(struct tsn_link *l, const struct avtp_ack *a, uint64_t no
 	struct rel_ack ra = {.cum = a->cum, .window = a->window, .sack = a->sack};
 	uint32_t first;
 
-	if (!c->ready || rel_tx_on_ack(&c->tx, now, &ra, &first) < 0) {
-		tsn_link_down(l, "class %s: acknowledgement of segments never sent (cum %u)",
-		              avtp_class_name(a->cls), a->cum);
+	if (!c->ready) {
+		/* A class we never sent on: the peer's answer to a PING, acking nothing. */
+		if (a->cum == l->my_isn && a->sack == 0) {
+			return;
+		}
+	} else if (rel_tx_on_ack(&c->tx, now, &ra, &first) >= 0) {
+		return;
 	}
+	tsn_link_down(l, "class %s: acknowledgement of segments never sent (cum %u)",
+	              avtp_class_name(a->cls), a->cum);
 }
 
 static void tsn_rx_ctl(struct tsn_link *l, const struct avtp_ctl *c, uint64_t now)
