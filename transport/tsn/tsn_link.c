@@ -38,6 +38,7 @@
 #include "bridge/util.h"
 #include "transport/transport_private.h"
 #include "transport/tsn/avtp.h"
+#include "transport/tsn/frag.h"
 #include "transport/tsn/rel.h"
 #include "transport/tsn/tsn_port.h"
 
@@ -46,9 +47,8 @@
 #define TSN_OPEN_TRIES   50u           /* ... for 10 s */
 #define TSN_PING_NS      1000000000ull /* PING after 1 s without sending */
 #define TSN_SILENT_NS    5000000000ull /* nothing heard for 5 s: peer lost */
-#define TSN_RX_MSG_INIT  (64u * 1024)
-#define TSN_MAX_ACCEPTED 64u /* links one listener holds at once */
-#define TSN_MAX_PER_MAC  4u  /* of them from one peer MAC */
+#define TSN_MAX_ACCEPTED 64u           /* links one listener holds at once */
+#define TSN_MAX_PER_MAC  4u            /* of them from one peer MAC */
 
 enum tsn_state {
 	TSN_OPENING,
@@ -73,12 +73,9 @@ struct tsn_cls {
 	uint32_t txchan[TSN_CAP];
 	uint8_t avtp_seq;
 	struct evbuffer *pend; /* whole messages queued, not yet segmented */
-	uint32_t pend_left;    /* bytes of the message being segmented; 0 at a boundary */
-	uint32_t pend_chan;
-	uint8_t *msg; /* reassembly */
-	size_t msg_len, msg_cap;
-	bool in_msg;
-	uint64_t ping_ns; /* last PING for a closed window */
+	struct frag_tx cut;    /* the message being segmented */
+	struct frag_rx join;   /* the message being reassembled */
+	uint64_t ping_ns;      /* last PING for a closed window */
 };
 
 struct tsn_demux;
@@ -232,7 +229,7 @@ static void tsn_cls_free(struct tsn_cls *c)
 	rel_rx_fini(&c->rx);
 	free(c->txbuf);
 	free(c->rxbuf);
-	free(c->msg);
+	frag_rx_fini(&c->join);
 	evbuffer_free(c->pend);
 	memset(c, 0, sizeof(*c));
 }
@@ -256,6 +253,7 @@ static int tsn_cls_ready(struct tsn_link *l, unsigned ci)
 		rel_tx_fini(&c->tx);
 		goto fail;
 	}
+	frag_rx_init(&c->join, l->max_msg);
 	c->ready = true;
 	return 0;
 fail:
@@ -466,27 +464,16 @@ static size_t tsn_queued(const struct tsn_link *l)
 static void tsn_cls_cut(struct tsn_link *l, struct tsn_cls *c, uint32_t seq)
 {
 	uint32_t slot = rel_slot(seq, TSN_CAP);
-	uint8_t flags = 0;
+	uint8_t hdr[12] = {0};
 	size_t n;
 
-	if (c->pend_left == 0) {
-		uint8_t hdr[12];
-
-		/* Whole messages only are queued: the prefix and channel are there. */
+	if (c->cut.left == 0) {
+		/* Whole messages only are queued: the length and channel are there. */
 		evbuffer_copyout(c->pend, hdr, sizeof(hdr));
-		c->pend_left = get_le32(hdr);
-		c->pend_chan = get_le32(hdr + 8);
-		flags |= AVTP_SEG_FIRST;
 	}
-	n = VB_MIN((size_t)c->pend_left, (size_t)l->tx_seg);
+	frag_tx_next(&c->cut, hdr, l->tx_seg, &n, &c->txflags[slot], &c->txchan[slot]);
 	evbuffer_remove(c->pend, c->txbuf + (size_t)slot * l->tx_seg, n);
-	c->pend_left -= (uint32_t)n;
-	if (c->pend_left == 0) {
-		flags |= AVTP_SEG_LAST;
-	}
 	c->txlen[slot] = (uint16_t)n;
-	c->txflags[slot] = flags;
-	c->txchan[slot] = c->pend_chan;
 }
 
 /* Retransmissions due, then new segments while credit lasts. */
@@ -604,58 +591,24 @@ static void tsn_cls_deliver(struct tsn_link *l, unsigned ci)
 	while (c->ready && !l->paused && !l->closed && l->state == TSN_UP &&
 	       rel_rx_pop(&c->rx, &seq)) {
 		uint32_t slot = rel_slot(seq, TSN_CAP);
-		const uint8_t *data = c->rxbuf + (size_t)slot * AVTP_SEG_DATA_MAX;
-		size_t n = c->rxlen[slot];
-		uint8_t flags = c->rxflags[slot];
+		const uint8_t *msg;
+		const char *why;
+		size_t len;
+		int rc = frag_rx_push(&c->join, c->rxflags[slot],
+		                      c->rxbuf + (size_t)slot * AVTP_SEG_DATA_MAX, c->rxlen[slot],
+		                      &msg, &len, &why);
 
-		if ((flags & AVTP_SEG_FIRST) == !!c->in_msg) {
-			tsn_link_down(l, "class %s segment %u: %s", avtp_class_name(ci), seq,
-			              c->in_msg ? "a message starts inside another"
-			                        : "continues no message");
+		if (rc < 0) {
+			tsn_link_down(l, "class %s segment %u: %s", avtp_class_name(ci), seq, why);
 			return;
 		}
-		if (flags & AVTP_SEG_FIRST) {
-			c->in_msg = true;
-			c->msg_len = 0;
-		}
-		if (c->msg_len + n > l->max_msg) {
-			tsn_link_down(l, "message over max-msg (%zu bytes)", l->max_msg);
-			return;
-		}
-		if (c->msg_len + n > c->msg_cap) {
-			size_t cap =
-			    VB_MIN(VB_MAX(c->msg_cap * 2, (size_t)TSN_RX_MSG_INIT), l->max_msg);
-			uint8_t *m;
-
-			cap = VB_MAX(cap, c->msg_len + n);
-			m = realloc(c->msg, cap);
-			if (!m) {
-				tsn_link_down(l, "out of memory for a %zu-byte message", cap);
-				return;
-			}
-			c->msg = m;
-			c->msg_cap = cap;
-		}
-		memcpy(c->msg + c->msg_len, data, n);
-		c->msg_len += n;
-		if (c->msg_len >= 4 && get_le32(c->msg) < c->msg_len) {
-			tsn_link_down(l, "message longer than its length field (%u)",
-			              get_le32(c->msg));
-			return;
-		}
-		if (!(flags & AVTP_SEG_LAST)) {
+		if (rc == 0) {
 			continue;
 		}
-		c->in_msg = false;
-		if (c->msg_len < TRANSPORT_MIN_MSG || get_le32(c->msg) != c->msg_len) {
-			tsn_link_down(l, "message of %zu bytes ends before its length field says",
-			              c->msg_len);
-			return;
-		}
 		l->st.rx_msgs++;
-		l->st.rx_bytes += c->msg_len;
+		l->st.rx_bytes += len;
 		if (l->base.up && l->base.up->on_message) {
-			l->base.up->on_message(&l->base, c->msg, c->msg_len, l->base.arg);
+			l->base.up->on_message(&l->base, msg, len, l->base.arg);
 		}
 	}
 }
