@@ -1,9 +1,10 @@
 /*
- * Shared by the benchmark tools (vblk-bench, tcp-bench): a latency histogram
- * that needs no allocation per sample, the one output format both print (a
- * human line, or with --json one JSON object) so tests/e2e/bench.sh compares
- * like with like, and their option tables. Header-only: tcp-bench links
- * nothing of vbcore.
+ * Shared by the benchmark tools (vblk-bench, tcp-bench, pkt-bench): a latency
+ * histogram that needs no allocation per sample, the one output format they
+ * print (a human line, or with --json one JSON object) so tests/e2e/bench.sh
+ * and bench_tsn.sh compare like with like, their option tables, and the
+ * little-endian fields of the baselines' own wire formats. Header-only:
+ * tcp-bench and pkt-bench link nothing of vbcore.
  */
 #ifndef VB_TOOLS_BENCH_H
 #define VB_TOOLS_BENCH_H
@@ -11,6 +12,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stddef.h>
@@ -35,6 +37,44 @@ struct bench_hist {
 	uint64_t min, max;
 	uint64_t b[BH_BUCKETS];
 };
+
+/* "PROG: message" on stderr, exit 1: for the tools' start-up and broken peers. */
+static inline void bench_die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+
+static inline void bench_die(const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "%s: ", program_invocation_short_name);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	exit(1);
+}
+
+static inline void bench_put_le32(uint8_t *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++) {
+		p[i] = (uint8_t)(v >> (8 * i));
+	}
+}
+
+static inline uint32_t bench_get_le32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static inline void bench_put_le64(uint8_t *p, uint64_t v)
+{
+	bench_put_le32(p, (uint32_t)v);
+	bench_put_le32(p + 4, (uint32_t)(v >> 32));
+}
+
+static inline uint64_t bench_get_le64(const uint8_t *p)
+{
+	return (uint64_t)bench_get_le32(p) | (uint64_t)bench_get_le32(p + 4) << 32;
+}
 
 static inline uint64_t bench_now_ns(void)
 {
@@ -112,7 +152,7 @@ static inline uint64_t bench_hist_pct(const struct bench_hist *h, double p)
 }
 
 struct bench_result {
-	const char *tool; /* "vblk" or "tcp" */
+	const char *tool; /* "vblk", "tcp" or "pkt" */
 	const char *mode; /* randread, pingpong, stream, ... */
 	uint64_t size;    /* bytes per request (stream: per write) */
 	unsigned depth;   /* requests in flight (per queue for vblk) */
@@ -122,6 +162,8 @@ struct bench_result {
 	double seconds;
 	bool has_latency;
 	const struct bench_hist *lat;
+	bool has_lost;
+	uint64_t lost; /* pkt-bench: frames or round trips that never arrived */
 };
 
 static inline double bench_us(uint64_t ns)
@@ -146,6 +188,9 @@ static inline void bench_print_human(FILE *out, const struct bench_result *r)
 		        bench_us(r->lat->count ? r->lat->sum / r->lat->count : 0),
 		        bench_us(r->lat->max));
 	}
+	if (r->has_lost) {
+		fprintf(out, ", lost %" PRIu64, r->lost);
+	}
 	fputc('\n', out);
 }
 
@@ -166,6 +211,9 @@ static inline void bench_print_json(FILE *out, const struct bench_result *r)
 		        bench_us(r->lat->count ? r->lat->min : 0), bench_us(r->lat->max));
 	} else {
 		fprintf(out, ",\"p50_us\":null,\"p99_us\":null");
+	}
+	if (r->has_lost) {
+		fprintf(out, ",\"lost\":%" PRIu64, r->lost);
 	}
 	fprintf(out, "}\n");
 }

@@ -20,7 +20,6 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,32 +45,6 @@ struct opts {
 	double seconds;
 	bool json;
 };
-
-static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
-
-static void die(const char *fmt, ...)
-{
-	va_list ap;
-
-	fprintf(stderr, "tcp-bench: ");
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	exit(1);
-}
-
-static void put32(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++) {
-		p[i] = (uint8_t)(v >> (8 * i));
-	}
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
 
 /* 0 on success, -1 on EOF before len bytes, -errno on error. */
 static int read_full(int fd, void *buf, size_t len)
@@ -126,7 +99,7 @@ static struct addrinfo *resolve(const char *spec, bool passive)
 	int rc;
 
 	if (!colon || colon == spec || (size_t)(colon - spec) >= sizeof(host)) {
-		die("%s: want ADDR:PORT", spec);
+		bench_die("%s: want ADDR:PORT", spec);
 	}
 	hl = (size_t)(colon - spec);
 	memcpy(host, spec, hl);
@@ -137,7 +110,7 @@ static struct addrinfo *resolve(const char *spec, bool passive)
 	}
 	rc = getaddrinfo(h, colon + 1, &hints, &ai);
 	if (rc != 0) {
-		die("%s: %s", spec, gai_strerror(rc));
+		bench_die("%s: %s", spec, gai_strerror(rc));
 	}
 	return ai;
 }
@@ -147,7 +120,7 @@ static void set_nodelay(int fd)
 	int one = 1;
 
 	if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) < 0) {
-		die("TCP_NODELAY: %s", strerror(errno));
+		bench_die("TCP_NODELAY: %s", strerror(errno));
 	}
 }
 
@@ -190,8 +163,7 @@ static void serve_stream(int fd)
 		}
 		total += (uint64_t)n;
 	}
-	put32(out, (uint32_t)total);
-	put32(out + 4, (uint32_t)(total >> 32));
+	bench_put_le64(out, total);
 	write_full(fd, out, sizeof(out));
 }
 
@@ -200,13 +172,13 @@ static void serve_one(int fd)
 	uint8_t hello[HELLO_SIZE];
 	uint32_t mode, req, rep;
 
-	if (read_full(fd, hello, sizeof(hello)) < 0 || get32(hello) != HELLO_MAGIC) {
+	if (read_full(fd, hello, sizeof(hello)) < 0 || bench_get_le32(hello) != HELLO_MAGIC) {
 		fprintf(stderr, "tcp-bench: server: bad hello, connection dropped\n");
 		return;
 	}
-	mode = get32(hello + 4);
-	req = get32(hello + 8);
-	rep = get32(hello + 12);
+	mode = bench_get_le32(hello + 4);
+	req = bench_get_le32(hello + 8);
+	rep = bench_get_le32(hello + 12);
 	if (mode == MODE_PINGPONG && req >= 1 && req <= MAX_MSG && rep >= 1 && rep <= MAX_MSG) {
 		serve_pingpong(fd, req, rep);
 	} else if (mode == MODE_STREAM) {
@@ -226,11 +198,11 @@ static int cmd_server(const struct opts *o)
 
 	lfd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (lfd < 0) {
-		die("socket: %s", strerror(errno));
+		bench_die("socket: %s", strerror(errno));
 	}
 	setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 	if (bind(lfd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(lfd, 8) < 0) {
-		die("listen %s: %s", o->addr, strerror(errno));
+		bench_die("listen %s: %s", o->addr, strerror(errno));
 	}
 	freeaddrinfo(ai);
 	fprintf(stderr, "tcp-bench: listening on %s\n", o->addr);
@@ -240,7 +212,7 @@ static int cmd_server(const struct opts *o)
 			if (errno == EINTR || errno == ECONNABORTED) {
 				continue;
 			}
-			die("accept: %s", strerror(errno));
+			bench_die("accept: %s", strerror(errno));
 		}
 		set_nodelay(fd);
 		/* Clients are served one at a time: an idle one must not hold the others off. */
@@ -263,16 +235,16 @@ static int dial(const struct opts *o, uint32_t mode, uint32_t req, uint32_t rep)
 		int err = errno;
 
 		freeaddrinfo(ai);
-		die("connect %s: %s", o->addr, strerror(err));
+		bench_die("connect %s: %s", o->addr, strerror(err));
 	}
 	freeaddrinfo(ai);
 	set_nodelay(fd);
-	put32(hello, HELLO_MAGIC);
-	put32(hello + 4, mode);
-	put32(hello + 8, req);
-	put32(hello + 12, rep);
+	bench_put_le32(hello, HELLO_MAGIC);
+	bench_put_le32(hello + 4, mode);
+	bench_put_le32(hello + 8, req);
+	bench_put_le32(hello + 12, rep);
 	if (write_full(fd, hello, sizeof(hello)) < 0) {
-		die("hello: %s", strerror(errno));
+		bench_die("hello: %s", strerror(errno));
 	}
 	return fd;
 }
@@ -282,10 +254,10 @@ static void round_trip(int fd, uint8_t *buf, const struct opts *o)
 	int rc;
 
 	if ((rc = write_full(fd, buf, o->request)) < 0) {
-		die("send: %s", strerror(-rc));
+		bench_die("send: %s", strerror(-rc));
 	}
 	if ((rc = read_full(fd, buf, o->reply)) < 0) {
-		die("receive: %s", rc == -1 ? "server closed the connection" : strerror(-rc));
+		bench_die("receive: %s", rc == -1 ? "server closed the connection" : strerror(-rc));
 	}
 }
 
@@ -298,7 +270,7 @@ static int cmd_pingpong(const struct opts *o)
 	int fd;
 
 	if (!buf) {
-		die("out of memory");
+		bench_die("out of memory");
 	}
 	memset(buf, 0xa5, bufsz);
 	fd = dial(o, MODE_PINGPONG, (uint32_t)o->request, (uint32_t)o->reply);
@@ -338,7 +310,7 @@ static int cmd_stream(const struct opts *o)
 	int fd, rc;
 
 	if (!buf) {
-		die("out of memory");
+		bench_die("out of memory");
 	}
 	memset(buf, 0xa5, o->size);
 	fd = dial(o, MODE_STREAM, (uint32_t)o->size, 0);
@@ -346,19 +318,19 @@ static int cmd_stream(const struct opts *o)
 	deadline = start + (uint64_t)((o->seconds > 0 ? o->seconds : STREAM_SECONDS) * 1e9);
 	do {
 		if ((rc = write_full(fd, buf, o->size)) < 0) {
-			die("send: %s", strerror(-rc));
+			bench_die("send: %s", strerror(-rc));
 		}
 		writes++;
 		sent += o->size;
 	} while (bench_now_ns() < deadline);
 	shutdown(fd, SHUT_WR);
 	if ((rc = read_full(fd, got, sizeof(got))) < 0) {
-		die("no byte count from the server: %s", rc == -1 ? "EOF" : strerror(-rc));
+		bench_die("no byte count from the server: %s", rc == -1 ? "EOF" : strerror(-rc));
 	}
 	end = bench_now_ns();
-	recvd = (uint64_t)get32(got) | (uint64_t)get32(got + 4) << 32;
+	recvd = bench_get_le64(got);
 	if (recvd != sent) {
-		die("server read %" PRIu64 " bytes, %" PRIu64 " were sent", recvd, sent);
+		bench_die("server read %" PRIu64 " bytes, %" PRIu64 " were sent", recvd, sent);
 	}
 	close(fd);
 	bench_print(stdout,
