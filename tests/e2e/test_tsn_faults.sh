@@ -8,6 +8,9 @@
 #    retransmission counters show the losses were repaired;
 #  * the link cut (ip link set down) for 3 s in the middle of a run and
 #    restored: the run completes intact, without an I/O error;
+#  * tshark, capturing on ECU A's interface while data flows, decodes every
+#    frame as IEEE 1722 (TSCF data, NTSCF acks and control) carrying our ACF
+#    messages, with nothing malformed;
 #  * hostile frames sent to ECU A (runt, wrong subtype, oversize data
 #    length, a foreign source MAC, a replayed segment of the link, a
 #    segment with another session's token): dropped and counted, the link
@@ -47,6 +50,20 @@ verify() {
 		--requests "$3" --size 16k --depth 8 --seed "$2" >"$VB_TMP/bench-$1.log" 2>&1 ||
 		vb_fail "$1: verify through tsn:// failed: $(tail -n 3 "$VB_TMP/bench-$1.log")"
 	grep -q 'read back intact' "$VB_TMP/bench-$1.log" || vb_fail "$1: verify printed no result"
+}
+
+# capture_on OUT.pcap COUNT FILTER: tshark on ECU A's interface in the
+# background (pid in CAP_PID) until COUNT frames or 30 s, once it captures.
+capture_on() {
+	local i
+	ip netns exec "$VB_NS_A" timeout 30 tshark -q -i "$VB_IF_A" -c "$2" -f "$3" -w "$1" \
+		>"$1.log" 2>&1 &
+	CAP_PID=$!
+	for ((i = 0; i < 200; i++)); do
+		grep -q 'Capturing on' "$1.log" 2>/dev/null && return 0
+		sleep 0.1
+	done
+	vb_fail "tshark did not start capturing: $(tail -n 3 "$1.log")"
 }
 
 # requests == completions on both sides: nothing lost, nothing run twice.
@@ -116,16 +133,29 @@ case_cut() {
 	echo "ok link cut for 3 s: run completed intact, link kept"
 }
 
+case_tshark() {
+	local out bad
+	capture_on "$VB_TMP/live.pcap" 400 "ether proto 0x22f0"
+	verify tshark 9 256
+	wait "$CAP_PID" || vb_fail "tshark: capture failed: $(tail -n 3 "$VB_TMP/live.pcap.log")"
+	out=$(tshark -r "$VB_TMP/live.pcap" -T fields -E separator=';' -e ieee1722.subtype \
+		-e acf.msg_type -e _ws.malformed -e _ws.expert 2>"$VB_TMP/tshark.err") ||
+		vb_fail "tshark -r: $(cat "$VB_TMP/tshark.err")"
+	bad=$(awk -F';' '
+		$1 != "0x05" && $1 != "0x82" { print "subtype " $0; next }
+		$2 !~ /^(0x007[89a],?)+$/ { print "acf " $0; next }
+		$3 != "" || $4 != "" { print "malformed " $0 }' <<<"$out" | head -n 3)
+	[[ -z $bad ]] || vb_fail "tshark: frames not decoded as our 1722: $bad"
+	echo "ok tshark: $(wc -l <<<"$out") live frames decoded as IEEE 1722 ($(grep -c '^0x05' <<<"$out") TSCF, $(grep -c '^0x82' <<<"$out") NTSCF), none malformed"
+}
+
 case_hostile() {
 	local drops0 drops1 tok0 tok1 dup0 dup1
 	drops0=$(counter a port_dropped) tok0=$(counter a wrong_token) dup0=$(counter a duplicates)
 	# Capture one real data frame from B to A to replay, with tshark's -w.
-	ip netns exec "$VB_NS_A" timeout 20 tshark -q -i "$VB_IF_A" -c 1 \
-		-f "ether proto 0x22f0 and ether[14] == 0x05" -w "$VB_TMP/seg.pcap" >/dev/null 2>&1 &
-	local cap=$!
-	sleep 1.5
+	capture_on "$VB_TMP/seg.pcap" 1 "ether proto 0x22f0 and ether[14] == 0x05"
 	verify hostile-prep 5 32
-	wait "$cap" || vb_fail "hostile: no data frame captured"
+	wait "$CAP_PID" || vb_fail "hostile: no data frame captured"
 	ip netns exec "$VB_NS_B" python3 - "$VB_IF_B" "$VB_MAC_A" "$VB_MAC_B" "$VB_TMP/seg.pcap" <<'PY' ||
 import socket, struct, sys
 ifc, mac_a, mac_b, pcap = sys.argv[1:5]
@@ -181,6 +211,7 @@ main() {
 	case_loss 5
 	case_loss 20
 	case_cut
+	case_tshark
 	case_hostile
 	vb_stop_clean "$IMP_PID" importer
 	vb_stop_clean "$EXP_PID" exporter
