@@ -350,6 +350,27 @@ static int exp_pool(void *obj, const char *v, char *err, size_t errlen)
 	return 0;
 }
 
+static int parse_class(const char *v, unsigned *cls, char *err, size_t errlen)
+{
+	int c = transport_class_parse(v);
+
+	if (c < 0) {
+		return errf(err, errlen, "class: want control, audio, video or bulk");
+	}
+	*cls = (unsigned)c;
+	return 0;
+}
+
+static int exp_class(void *obj, const char *v, char *err, size_t errlen)
+{
+	return parse_class(v, &((struct vb_export *)obj)->cls, err, errlen);
+}
+
+static int imp_class(void *obj, const char *v, char *err, size_t errlen)
+{
+	return parse_class(v, &((struct vb_import *)obj)->cls, err, errlen);
+}
+
 static int imp_socket(void *obj, const char *v, char *err, size_t errlen)
 {
 	struct vb_import *i = obj;
@@ -392,17 +413,17 @@ static int exp_allow(void *obj, const char *v, char *err, size_t errlen)
 	}
 }
 
-enum export_opt { EO_TYPE, EO_CONFIG_SIZE, EO_POOL, EO_ALLOW };
+enum export_opt { EO_TYPE, EO_CONFIG_SIZE, EO_POOL, EO_ALLOW, EO_CLASS };
 
 static const struct spec_opt export_opts[] = {
-    [EO_TYPE] = {"type", exp_type},
-    [EO_CONFIG_SIZE] = {"config-size", exp_config_size},
-    [EO_POOL] = {"pool", exp_pool},
-    [EO_ALLOW] = {"allow", exp_allow},
+    [EO_TYPE] = {"type", exp_type},    [EO_CONFIG_SIZE] = {"config-size", exp_config_size},
+    [EO_POOL] = {"pool", exp_pool},    [EO_ALLOW] = {"allow", exp_allow},
+    [EO_CLASS] = {"class", exp_class},
 };
 
 static const struct spec_opt import_opts[] = {
     {"socket", imp_socket},
+    {"class", imp_class},
 };
 
 /* Applies the ",key=value" options that follow the first field; each may appear once. */
@@ -675,6 +696,21 @@ static int set_allow_plaintext(struct vb_config *c, const char *v, char *err, si
 	return 0;
 }
 
+static int set_tsn_vlan(struct vb_config *c, const char *v, char *err, size_t errlen)
+{
+	uint64_t n;
+
+	if (!strcmp(v, "none")) {
+		c->tsn_vlan = -1;
+		return 0;
+	}
+	if (parse_dec(v, 4094, &n) < 0) {
+		return errf(err, errlen, "want none or a VLAN id 0..4094 (0: priority tag only)");
+	}
+	c->tsn_vlan = (int)n;
+	return 0;
+}
+
 static int set_max_queue_size(struct vb_config *c, const char *v, char *err, size_t errlen)
 {
 	uint64_t n;
@@ -721,6 +757,7 @@ enum key_id {
 	K_TLS_CA,
 	K_TLS_PIN,
 	K_ALLOW_PLAINTEXT,
+	K_TSN_VLAN,
 	K_COUNT
 };
 
@@ -777,6 +814,9 @@ static const struct config_key keys[K_COUNT] = {
                    "accept only peers with this SPKI SHA-256 (repeatable)", 0, 0, "PIN"},
     [K_ALLOW_PLAINTEXT] = {"allow-plaintext", optional_argument, 0, set_allow_plaintext,
                            "allow tcp:// links to and from other hosts than loopback", 0, 0, NULL},
+    [K_TSN_VLAN] = {"tsn-vlan", required_argument, 0, set_tsn_vlan,
+                    "802.1Q tag on tsn:// frames: VID 0..4094, PCP from the class (default none)",
+                    0, 0, "VID"},
 };
 
 static const struct config_key *key_by_name(const char *name)
@@ -814,6 +854,7 @@ void config_defaults(struct vb_config *c)
 	c->pool_size = 16ull << 20;
 	c->max_queue_size = 1024;
 	c->max_msg = WIRE_MAX_MSG;
+	c->tsn_vlan = -1;
 }
 
 int config_set(struct vb_config *c, const char *key, const char *value, char *err, size_t errlen)

@@ -33,12 +33,14 @@ struct vb_export {
 	uint64_t pool_size;                        /* pool=SIZE, else the global pool-size */
 	char allow[VB_MAX_ALLOW][VB_NAME_MAX + 1]; /* allow=A:B: who may attach; none: anyone */
 	unsigned nallow;
+	unsigned cls; /* class=NAME: traffic class of its completions (transport.h), control */
 };
 
 struct vb_import {
 	char name[VB_NAME_MAX + 1];
 	char source[VB_URI_MAX + 1]; /* tcp://HOST:PORT */
 	char socket[VB_PATH_MAX];    /* socket=PATH, else RUNTIME_DIR/NAME.sock */
+	unsigned cls;                /* class=NAME: traffic class of its requests, control */
 };
 
 struct vb_config {
@@ -64,6 +66,7 @@ struct vb_config {
 	char tls_pins[VB_MAX_PINS][72];
 	unsigned ntls_pins;
 	int allow_plaintext; /* tcp:// beyond loopback */
+	int tsn_vlan;        /* tsn-vlan=VID: 802.1Q tag on tsn:// frames; -1 none */
 };
 
 /* Known virtio device types: name <-> id and config space size. */

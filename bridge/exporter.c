@@ -947,6 +947,7 @@ void export_attach(struct export *ex, struct link *l, uint32_t chan)
 		xsess_free(s);
 		return;
 	}
+	link_chan_set_class(l, chan, ex->cfg->cls);
 	ex->sess = s;
 	ex->attaches++;
 	s->offered = s->backend_features & ~VIRTIO_HOP_FEATURES;

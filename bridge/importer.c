@@ -708,6 +708,7 @@ struct import *import_new(struct node *n, const struct vb_import *cfg)
 		import_free(im);
 		return NULL;
 	}
+	link_chan_set_class(im->link, (uint32_t)im->chan, cfg->cls);
 	if (link_is_up(im->link)) {
 		import_send_attach(im);
 	}

@@ -39,6 +39,7 @@ static const char *const link_state_names[] = {
 struct link_chan {
 	const struct link_chan_ops *ops;
 	void *arg;
+	unsigned cls; /* traffic class of its messages (transport.h) */
 };
 
 struct link {
@@ -385,6 +386,16 @@ static void link_ping(void *arg)
 	vb_timer_arm(l->ping, LINK_PING_NS);
 }
 
+/* Every transport the link gets learns the classes of its open channels. */
+static void link_apply_classes(struct link *l)
+{
+	for (uint32_t c = 1; c < LINK_MAX_CHANS && l->t; c++) {
+		if (l->chans[c].ops && l->chans[c].cls != TRANSPORT_CLASS_CONTROL) {
+			transport_set_class(l->t, c, l->chans[c].cls);
+		}
+	}
+}
+
 static void link_start_connect(void *arg)
 {
 	struct link *l = arg;
@@ -392,6 +403,9 @@ static void link_start_connect(void *arg)
 
 	link_fsm(l, LINK_CONNECTING, "connecting");
 	rc = transport_connect(l->node->loop, l->uri, &l->node->tp, &link_upcalls, l, &l->t);
+	if (rc == 0) {
+		link_apply_classes(l);
+	}
 	if (rc < 0) {
 		l->t = NULL;
 		snprintf(l->last_error, sizeof(l->last_error), "connect: %s", strerror(-rc));
@@ -483,6 +497,17 @@ int link_chan_open(struct link *l, uint32_t chan, const struct link_chan_ops *op
 	l->chans[chan].ops = ops;
 	l->chans[chan].arg = arg;
 	return (int)chan;
+}
+
+void link_chan_set_class(struct link *l, uint32_t chan, unsigned cls)
+{
+	if (chan == 0 || chan >= LINK_MAX_CHANS || cls >= TRANSPORT_NCLASS) {
+		return;
+	}
+	l->chans[chan].cls = cls;
+	if (l->t) {
+		transport_set_class(l->t, chan, cls);
+	}
 }
 
 void link_chan_close(struct link *l, uint32_t chan)

@@ -40,6 +40,8 @@ void link_free(struct link *l);
 /* Opens channel chan (0 = pick a free one); returns the number or -errno. */
 int link_chan_open(struct link *l, uint32_t chan, const struct link_chan_ops *ops, void *arg);
 void link_chan_close(struct link *l, uint32_t chan);
+/* The traffic class (transport.h) of the channel's messages, kept across reconnects. */
+void link_chan_set_class(struct link *l, uint32_t chan, unsigned cls);
 
 bool link_is_up(const struct link *l);
 bool link_writable(const struct link *l);

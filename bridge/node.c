@@ -145,6 +145,8 @@ int node_init(struct node *n, struct vb_loop *loop, const struct vb_config *cfg)
 	}
 	n->tp.max_msg = cfg->max_msg;
 	n->tp.tx_high_water = NODE_TX_HIGH_WATER;
+	n->tp.tsn_tagged = cfg->tsn_vlan >= 0;
+	n->tp.tsn_vid = cfg->tsn_vlan >= 0 ? (unsigned)cfg->tsn_vlan : 0;
 	if (node_tls_init(n) < 0) {
 		return -1;
 	}

@@ -147,6 +147,35 @@ void transport_close(struct transport *t)
 	}
 }
 
+static const char *const transport_class_names[TRANSPORT_NCLASS] = {
+    [TRANSPORT_CLASS_CONTROL] = "control",
+    [TRANSPORT_CLASS_AUDIO] = "audio",
+    [TRANSPORT_CLASS_VIDEO] = "video",
+    [TRANSPORT_CLASS_BULK] = "bulk",
+};
+
+const char *transport_class_name(unsigned cls)
+{
+	return cls < TRANSPORT_NCLASS ? transport_class_names[cls] : "?";
+}
+
+int transport_class_parse(const char *name)
+{
+	for (unsigned i = 0; i < TRANSPORT_NCLASS; i++) {
+		if (!strcmp(name, transport_class_names[i])) {
+			return (int)i;
+		}
+	}
+	return -EINVAL;
+}
+
+void transport_set_class(struct transport *t, uint32_t chan, unsigned cls)
+{
+	if (t->ops->set_class && cls < TRANSPORT_NCLASS) {
+		t->ops->set_class(t, chan, cls);
+	}
+}
+
 unsigned transport_counters(const struct transport *t, struct transport_counter *out, unsigned max)
 {
 	return t->ops->counters ? t->ops->counters(t, out, max) : 0;

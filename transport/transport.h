@@ -41,7 +41,28 @@ struct transport_params {
 	size_t max_msg;            /* largest message accepted either way */
 	size_t tx_high_water;      /* transport_writable() is false above this */
 	struct transport_tls *tls; /* required by tls:// (-EINVAL without), ignored by tcp:// */
+	/* tsn://: an 802.1Q tag on every frame, VID tsn_vid (0: priority tag), PCP from the class
+	 */
+	int tsn_tagged;
+	unsigned tsn_vid;
 };
+
+/*
+ * Traffic classes (docs/protocol.md 11.3). On tsn:// each class is its own
+ * reliable stream with its own socket priority (and 802.1Q PCP), so bulk
+ * traffic never waits behind control; other transports ignore classes.
+ */
+enum transport_class {
+	TRANSPORT_CLASS_CONTROL,
+	TRANSPORT_CLASS_AUDIO,
+	TRANSPORT_CLASS_VIDEO,
+	TRANSPORT_CLASS_BULK,
+	TRANSPORT_NCLASS
+};
+
+const char *transport_class_name(unsigned cls); /* "control", ...; "?" out of range */
+/* 0..TRANSPORT_NCLASS-1, or -EINVAL. */
+int transport_class_parse(const char *name);
 
 struct transport_stats {
 	uint64_t tx_msgs, rx_msgs;
@@ -88,6 +109,11 @@ int transport_writable(const struct transport *t);
  * sent before it were delivered.
  */
 void transport_pause_rx(struct transport *t, int pause);
+/*
+ * Messages of channel chan go in class cls from now on (every message of a
+ * channel must use one class, or they may be reordered). Default: control.
+ */
+void transport_set_class(struct transport *t, uint32_t chan, unsigned cls);
 /* Closes and frees; no upcall runs afterwards. Safe from inside an upcall. NULL is a no-op. */
 void transport_close(struct transport *t);
 

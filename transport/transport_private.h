@@ -23,6 +23,8 @@ struct transport_ops {
 	/* Optional: NULL means a plaintext link ("" and "plaintext"). */
 	const char *(*peer_identity)(const struct transport *t);
 	const char *(*security)(const struct transport *t);
+	/* Optional: transport_set_class(). */
+	void (*set_class)(struct transport *t, uint32_t chan, unsigned cls);
 	/* Optional: transport_counters(). */
 	unsigned (*counters)(const struct transport *t, struct transport_counter *out,
 	                     unsigned max);

@@ -136,6 +136,7 @@ static void test_export_allow(void **state)
 	} rows[] = {
 	    {"d=vhost-user:/x", 0, 0, NULL, NULL},
 	    {"d=vhost-user:/x,allow=ecu-b", 0, 1, "ecu-b", "ecu-b"},
+	    {"d=vhost-user:/x,allow=ecu-b,class=bulk", 0, 1, "ecu-b", "ecu-b"},
 	    {"d=vhost-user:/x,allow=ecu-b:rig.lab-3", 0, 2, "ecu-b", "rig.lab-3"},
 	    {"d=vhost-user:/x,allow=", -EINVAL, 0, NULL, NULL},
 	    {"d=vhost-user:/x,allow=a::b", -EINVAL, 0, NULL, NULL},
@@ -241,6 +242,17 @@ static const struct {
     {"d=tcp://a:1,socket=" P107, 0, "d", "tcp://a:1", P107, NULL},
     {"d=tcp://a:1,socket=" P108, -EINVAL, NULL, NULL, NULL, "socket"},
     {"d=tls://a:1", 0, "d", "tls://a:1", "", NULL},
+    {"d=tsn://eth0/02:00:00:00:00:0a", 0, "d", "tsn://eth0/02:00:00:00:00:0a", "", NULL},
+    {"d=tsn://vbb0/02:00:00:00:00:0A,class=audio", 0, "d", "tsn://vbb0/02:00:00:00:00:0A", "",
+     NULL},
+    {"d=tsn://eth0", -EINVAL, NULL, NULL, NULL, "want tsn://IFNAME/PEER-MAC"},
+    {"d=tsn://eth0/01:00:5e:00:00:01", -EINVAL, NULL, NULL, NULL, "must be unicast"},
+    {"d=tsn://eth0/02:00:00:00:00", -EINVAL, NULL, NULL, NULL, "want tsn://IFNAME/PEER-MAC"},
+    {"d=tsn://a:b/02:00:00:00:00:0a", -EINVAL, NULL, NULL, NULL, "bad interface name"},
+    {"d=tsn://0123456789abcdef/02:00:00:00:00:0a", -EINVAL, NULL, NULL, NULL, "bad interface name"},
+    {"d=tsn:///02:00:00:00:00:0a", -EINVAL, NULL, NULL, NULL, "bad interface name"},
+    {"d=tcp://a:1,class=video", 0, "d", "tcp://a:1", "", NULL},
+    {"d=tcp://a:1,class=fast", -EINVAL, NULL, NULL, NULL, "class: want control"},
     {"d=udp://a:1", -EINVAL, NULL, NULL, NULL, "want tcp://"},
     {"d=a:1", -EINVAL, NULL, NULL, NULL, "want tcp://"},
     {"d=tcp://a", -EINVAL, NULL, NULL, NULL, "no :PORT"},
@@ -305,6 +317,12 @@ static const struct {
     {"listen", "tcp://127.0.0.1:0", 0, NULL},
     {"listen", "tcp://x:99999", -EINVAL, "listen: tcp://x:99999: bad port"},
     {"listen", "udp://x:1", -EINVAL, "want tcp://"},
+    {"listen", "tsn://eth0", 0, NULL},
+    {"listen", "tsn://eth0/02:00:00:00:00:0a", -EINVAL, "listen on tsn://IFNAME"},
+    {"tsn-vlan", "5", 0, NULL},
+    {"tsn-vlan", "0", 0, NULL},
+    {"tsn-vlan", "none", 0, NULL},
+    {"tsn-vlan", "4095", -EINVAL, "want none or a VLAN id"},
     {"export", "disk0=vhost-user:/s", 0, NULL},
     {"export", "disk0", -EINVAL, "export: disk0: want NAME="},
     {"import", "disk1=tcp://a:1", 0, NULL},
@@ -873,7 +891,7 @@ static void test_usage(void **state)
 	    "--version",
 	    "Keys of FILE's [global] section, as the long options: node listen export import "
 	    "runtime-dir control pool-size max-queue-size max-msg tls-cert tls-key tls-ca tls-pin "
-	    "allow-plaintext\n",
+	    "allow-plaintext tsn-vlan\n",
 	};
 	char *buf = NULL;
 	size_t len = 0;

@@ -98,6 +98,9 @@ struct tsn_link {
 	unsigned open_tries;
 	uint64_t last_rx_ns, last_tx_ns;
 	size_t max_msg, tx_high_water;
+	bool tagged; /* 802.1Q tag: VID vid, PCP the class's priority */
+	uint16_t vid;
+	uint8_t chan_cls[256]; /* class of each channel's messages (transport_set_class) */
 	struct transport_stats st;
 	uint64_t dup_segs, ooo_drops, bad_token;
 	struct tsn_cls cls[AVTP_NCLASS];
@@ -298,6 +301,8 @@ static struct tsn_link *tsn_link_new(struct tsn_demux *dm, struct event_base *ev
 	memcpy(l->peer, peer, AVTP_MAC_LEN);
 	l->max_msg = p->max_msg;
 	l->tx_high_water = p->tx_high_water;
+	l->tagged = p->tsn_tagged != 0;
+	l->vid = (uint16_t)VB_MIN(p->tsn_vid, AVTP_VID_MAX);
 	l->my_token = tsn_random32();
 	l->my_isn = tsn_random32();
 	l->timer = evtimer_new(evb, tsn_timer_cb, l);
@@ -364,6 +369,11 @@ static int tsn_frame_begin(struct tsn_link *l, struct tsn_frame *f, unsigned ci,
 
 	memcpy(h.dst, l->peer, AVTP_MAC_LEN);
 	memcpy(h.src, tsn_mac(l), AVTP_MAC_LEN);
+	if (l->tagged) {
+		h.vlan = true;
+		h.vid = l->vid;
+		h.pcp = (uint8_t)(tsn_port_priority(l->dm->port, ci) & AVTP_PCP_MAX);
+	}
 	rc = avtp_build_begin(&f->b, tsn_port_tx_buf(l->dm->port, ci), TSN_FRAME_MAX,
 	                      tsn_port_mtu(l->dm->port), &h);
 	if (rc < 0) {
@@ -1100,26 +1110,45 @@ static void tsn_listener_free(struct transport_listener *base)
 	free(ls);
 }
 
+/* The first 12 bytes of a message given as an iovec (the wire header). */
+static void tsn_msg_header(const struct iovec *iov, int iovcnt, uint8_t hdr[12])
+{
+	size_t got = 0;
+
+	for (int i = 0; i < iovcnt && got < 12; i++) {
+		size_t n = VB_MIN(iov[i].iov_len, 12 - got);
+
+		memcpy(hdr + got, iov[i].iov_base, n);
+		got += n;
+	}
+}
+
 static int tsn_send(struct transport *t, const struct iovec *iov, int iovcnt)
 {
 	struct tsn_link *l = container_of(t, struct tsn_link, base);
-	struct tsn_cls *c = &l->cls[AVTP_CLASS_CONTROL];
+	struct tsn_cls *c;
 	size_t total = 0;
-	uint8_t prefix[4];
+	uint8_t hdr[12];
+	uint32_t chan;
 	int i;
 
-	if (l->state != TSN_UP || l->closed || !c->ready) {
+	if (l->state != TSN_UP || l->closed) {
 		return -ENOTCONN;
 	}
 	for (i = 0; i < iovcnt; i++) {
 		total += iov[i].iov_len;
 	}
-	if (total < TRANSPORT_MIN_MSG || iovcnt < 1 || iov[0].iov_len < 4) {
+	if (total < TRANSPORT_MIN_MSG || iovcnt < 1) {
 		return -EINVAL;
 	}
-	memcpy(prefix, iov[0].iov_base, 4);
-	if (get_le32(prefix) != total) {
+	tsn_msg_header(iov, iovcnt, hdr);
+	if (get_le32(hdr) != total) {
 		return -EINVAL;
+	}
+	chan = get_le32(hdr + 8);
+	c = &l->cls[chan < ARRAY_SIZE(l->chan_cls) ? l->chan_cls[chan] : AVTP_CLASS_CONTROL];
+	if (tsn_cls_ready(l, (unsigned)(c - l->cls)) < 0) {
+		return -ENOMEM;
 	}
 	if (total > l->max_msg) {
 		return -EMSGSIZE;
@@ -1196,6 +1225,16 @@ static void tsn_get_stats(const struct transport *t, struct transport_stats *st)
 	st->tx_queued = tsn_queued(l);
 }
 
+static void tsn_set_class(struct transport *t, uint32_t chan, unsigned cls)
+{
+	struct tsn_link *l = container_of(t, struct tsn_link, base);
+
+	/* transport.h's classes are section 11.3's, in the same order. */
+	if (chan < ARRAY_SIZE(l->chan_cls) && cls < AVTP_NCLASS) {
+		l->chan_cls[chan] = (uint8_t)cls;
+	}
+}
+
 static unsigned tsn_counters(const struct transport *t, struct transport_counter *out, unsigned max)
 {
 	const struct tsn_link *l = container_of(t, const struct tsn_link, base);
@@ -1259,6 +1298,14 @@ const struct transport_ops tsn_transport_ops = {
     .pause_rx = tsn_pause_rx,
     .close = tsn_close,
     .get_stats = tsn_get_stats,
+    .set_class = tsn_set_class,
     .counters = tsn_counters,
     .check = tsn_check,
 };
+
+_Static_assert((int)TRANSPORT_CLASS_CONTROL == (int)AVTP_CLASS_CONTROL &&
+                   (int)TRANSPORT_CLASS_AUDIO == (int)AVTP_CLASS_AUDIO &&
+                   (int)TRANSPORT_CLASS_VIDEO == (int)AVTP_CLASS_VIDEO &&
+                   (int)TRANSPORT_CLASS_BULK == (int)AVTP_CLASS_BULK &&
+                   (int)TRANSPORT_NCLASS == (int)AVTP_NCLASS,
+               "transport.h classes are section 11.3's");
