@@ -74,20 +74,6 @@ static void tls_err_text(char *buf, size_t len)
 
 /* --- pins ---------------------------------------------------------------------------------- */
 
-static int tls_hex_val(char c)
-{
-	if (c >= '0' && c <= '9') {
-		return c - '0';
-	}
-	if (c >= 'a' && c <= 'f') {
-		return c - 'a' + 10;
-	}
-	if (c >= 'A' && c <= 'F') {
-		return c - 'A' + 10;
-	}
-	return -1;
-}
-
 static int tls_b64_val(char c)
 {
 	static const char alphabet[] =
@@ -102,7 +88,7 @@ static int tls_pin_hex(const char *s, uint8_t out[TLS_PIN_LEN])
 	size_t i;
 
 	for (i = 0; i < TLS_PIN_LEN; i++) {
-		int hi = tls_hex_val(s[2 * i]), lo = tls_hex_val(s[2 * i + 1]);
+		int hi = vb_hex_val(s[2 * i]), lo = vb_hex_val(s[2 * i + 1]);
 
 		if (hi < 0 || lo < 0) {
 			return -EINVAL;

@@ -827,20 +827,6 @@ unsigned avtp_stream_chan(uint64_t stream_id)
 	return (unsigned)stream_id & 0x0FFF;
 }
 
-static int hex_val(char c)
-{
-	if (c >= '0' && c <= '9') {
-		return c - '0';
-	}
-	if (c >= 'a' && c <= 'f') {
-		return c - 'a' + 10;
-	}
-	if (c >= 'A' && c <= 'F') {
-		return c - 'A' + 10;
-	}
-	return -1;
-}
-
 int avtp_mac_parse(const char *s, uint8_t mac[AVTP_MAC_LEN])
 {
 	uint8_t out[AVTP_MAC_LEN];
@@ -849,7 +835,7 @@ int avtp_mac_parse(const char *s, uint8_t mac[AVTP_MAC_LEN])
 		return -EINVAL;
 	}
 	for (unsigned i = 0; i < AVTP_MAC_LEN; i++, s += 3) {
-		int hi = hex_val(s[0]), lo = hi < 0 ? -1 : hex_val(s[1]);
+		int hi = vb_hex_val(s[0]), lo = hi < 0 ? -1 : vb_hex_val(s[1]);
 
 		if (lo < 0 || s[2] != (i + 1 < AVTP_MAC_LEN ? ':' : '\0')) {
 			return -EINVAL;
