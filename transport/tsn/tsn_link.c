@@ -1246,8 +1246,9 @@ static unsigned tsn_counters(const struct transport *t, struct transport_counter
 	    {"timeouts", 0},      {"segments_received", 0}, {"duplicates", 0},
 	    {"out_of_window", 0}, {"wrong_token", 0},       {"srtt_us", 0},
 	    {"rto_us", 0},        {"peer_window", 0},       {"segment_bytes", 0},
-	    {"port_dropped", 0},
+	    {"port_dropped", 0},  {"port_tx_dropped", 0},
 	};
+	struct tsn_port_stats ps;
 	unsigned n = 0;
 
 	for (unsigned ci = 0; ci < AVTP_NCLASS; ci++) {
@@ -1282,6 +1283,8 @@ static unsigned tsn_counters(const struct transport *t, struct transport_counter
 	c[10].value = window;
 	c[11].value = l->tx_seg;
 	c[12].value = port_drops;
+	tsn_port_get_stats(dm->port, &ps);
+	c[13].value = ps.tx_dropped;
 	for (; n < ARRAY_SIZE(c) && n < max; n++) {
 		out[n] = c[n];
 	}
