@@ -13,7 +13,7 @@
 set -euo pipefail
 SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BUILD=${BUILD_DIR:-$SRC/build-fuzz}
-ALL=(fuzz_vu_stream fuzz_vu_front fuzz_virtq_dev fuzz_virtq_drv fuzz_wire fuzz_config fuzz_tls fuzz_avtp)
+ALL=(fuzz_vu_stream fuzz_vu_front fuzz_virtq_dev fuzz_virtq_drv fuzz_wire fuzz_config fuzz_tls fuzz_avtp fuzz_qdisc)
 
 secs=60
 if [[ $# -gt 0 && $1 =~ ^[0-9]+$ ]]; then

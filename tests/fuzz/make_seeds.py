@@ -4,9 +4,10 @@
 The seeds follow the unit tests' vectors: the golden wire encodings are read
 out of tests/unit/test_wire.c, the others restate the tables of
 test_config.c, test_virtq.c, test_vu_msg.c, test_vu_dev.c (QEMU 7.2's
-set-up sequence and the hostile cases) and test_avtp.c (the golden tsn://
-frames, made again here from docs/protocol.md section 11) in each harness's
-input format, which is described at the top of each fuzz_*.c. Seeds are
+set-up sequence and the hostile cases), test_avtp.c (the golden tsn://
+frames, made again here from docs/protocol.md section 11) and test_qdisc.c
+(RTM_GETQDISC dumps, in host byte order) in each harness's input format,
+which is described at the top of each fuzz_*.c. Seeds are
 small (a few hundred bytes); run this again after changing a harness's
 input format.
 
@@ -700,6 +701,116 @@ def avtp_seeds():
             sys.exit("make_seeds: avtp seed %s is %d bytes" % (name, len(frame)))
     return seeds
 
+# ---- fuzz_qdisc: RTM_GETQDISC dumps (host byte order), as test_qdisc.c builds them ---------------
+
+RTM_NEWQDISC, NLMSG_DONE, NLM_F_MULTI = 36, 3, 2
+TCA_KIND, TCA_OPTIONS, TCA_STATS, TCA_STATS2, TCA_HW_OFFLOAD = 1, 2, 3, 7, 12
+TC_H_ROOT, TC_H_INGRESS, Q_ROOT = 0xFFFFFFFF, 0xFFFFFFF1, 0x01000000
+CLOCK_TAI, CLOCK_MONOTONIC = 11, 1
+IF_ME, IF_OTHER, NL_SEQ = 7, 4, 42
+
+
+def ne(fmt, *v):
+    return struct.pack("=" + fmt, *v)
+
+
+def nla(typ, body):
+    return ne("HH", 4 + len(body), typ) + body + b"\0" * (-len(body) % 4)
+
+
+def nlmsg(typ, body, seq=NL_SEQ):
+    return ne("IHHII", 16 + len(body), typ, NLM_F_MULTI, seq, 0) + body + b"\0" * (-len(body) % 4)
+
+
+def qmsg(ifindex, handle, parent, kind, options=None):
+    body = ne("BBHiIII", 0, 0, 0, ifindex, handle, parent, 2) + nla(TCA_KIND, kind + b"\0")
+    if options is not None:
+        body += nla(TCA_OPTIONS, options)
+    # What the kernel adds and the parser skips: TCA_HW_OFFLOAD, TCA_STATS2 (nest), TCA_STATS.
+    body += nla(TCA_HW_OFFLOAD, b"\0") + nla(TCA_STATS2, nla(1, ne("QI", 1234, 5)))
+    return nlmsg(RTM_NEWQDISC, body + nla(TCA_STATS, bytes(36)))
+
+
+def nl_done(err=0):
+    return nlmsg(NLMSG_DONE, ne("i", err))
+
+
+def mqprio_qopt(num_tc, prio_tc, count, offset):
+    prio_tc = list(prio_tc) + [0] * (16 - len(prio_tc))
+    count, offset = list(count) + [0] * (16 - len(count)), list(offset) + [0] * (16 - len(offset))
+    return ne("B16BB16H16H", num_tc, *prio_tc, 0, *count, *offset)
+
+
+MAP3 = mqprio_qopt(3, [1, 2, 2, 0] + [2] * 12, [1, 2, 1], [0, 1, 3])
+
+
+def etf_opts(clockid=CLOCK_TAI, delta=300000, flags=2):
+    return nla(1, ne("iiI", delta, clockid, flags))  # TCA_ETF_PARMS
+
+
+def taprio_opts(qopt, clockid=CLOCK_TAI, flags=1):
+    o = nla(1, qopt)  # TCA_TAPRIO_ATTR_PRIOMAP
+    if clockid is not None:
+        o += nla(5, ne("i", clockid))  # _SCHED_CLOCKID
+    if flags:
+        o += nla(10, ne("I", flags))  # _FLAGS
+    entry = nla(1, nla(2, b"\x00") + nla(4, ne("I", 300000)))  # SCHED_ENTRY: CMD, INTERVAL
+    return o + nla(3, ne("q", 10 ** 9)) + nla(2, entry)  # BASE_TIME, ENTRY_LIST
+
+
+def children(kinds):
+    out = b""
+    for q in reversed(range(len(kinds))):  # the kernel's hash order, not by queue
+        k = kinds[q]
+        if k is None:
+            continue
+        opts = etf_opts(*k[1:]) if k[0] == b"etf" else None
+        out += qmsg(IF_ME, 0x80010000 + (q << 16), Q_ROOT | (q + 1), k[0], opts)
+    return out
+
+
+def qdisc_input(dump, split=0xFFFF, ifindex=IF_ME):
+    return ne("B", ifindex) + struct.pack("<H", split) + dump
+
+
+def qdisc_seeds():
+    other = qmsg(IF_OTHER, 0, TC_H_ROOT, b"pfifo_fast")
+    tail = qmsg(IF_ME, 0xFFFF0000, TC_H_INGRESS, b"clsact") + nl_done()
+    pf, etf, etf_d = (b"pfifo_fast",), (b"etf",), (b"etf", CLOCK_TAI, 300000, 1)
+    mqprio = qmsg(IF_ME, Q_ROOT, TC_H_ROOT, b"mqprio", MAP3 + b"\0\0" + nla(1, ne("H", 1)))
+    dumps = {
+        "noqueue": other + qmsg(IF_ME, 0, TC_H_ROOT, b"noqueue") + tail,
+        "mq-pfifo_fast": qmsg(IF_ME, Q_ROOT, TC_H_ROOT, b"mq") + children([pf] * 4) + tail,
+        "mq-etf": qmsg(IF_ME, Q_ROOT, TC_H_ROOT, b"mq") + children([etf] * 4) + tail,
+        "mqprio-etf": other + mqprio + children([etf, pf, pf, pf]) + tail,
+        "mqprio-etf-deadline": mqprio + children([pf, etf_d, etf_d, pf]) + tail,
+        "mqprio-no-child": mqprio + children([etf, pf, pf, None]) + tail,
+        "taprio-assist": qmsg(IF_ME, Q_ROOT, TC_H_ROOT, b"taprio", taprio_opts(MAP3)) +
+        children([etf] * 4) + tail,
+        "taprio-no-assist": qmsg(IF_ME, Q_ROOT, TC_H_ROOT, b"taprio", taprio_opts(MAP3, flags=0)) +
+        children([etf] * 4) + tail,
+        "taprio-offload": qmsg(IF_ME, Q_ROOT, TC_H_ROOT, b"taprio",
+                               taprio_opts(MAP3, None, 2)) + children([pf] * 4) + tail,
+        "root-etf": qmsg(IF_ME, Q_ROOT, TC_H_ROOT, b"etf", etf_opts(flags=1)) + tail,
+        "root-etf-monotonic": qmsg(IF_ME, Q_ROOT, TC_H_ROOT, b"etf", etf_opts(CLOCK_MONOTONIC)) +
+        tail,
+        "no-root": other + tail,
+        "nlmsg-error": nlmsg(2, ne("i", -22) + bytes(16)),
+        "done-error": other + nl_done(-90),
+        "bad-kind": qmsg(IF_ME, 0, TC_H_ROOT, b"pfifo fast") + tail,
+        "bad-mqprio-map": qmsg(IF_ME, Q_ROOT, TC_H_ROOT, b"mqprio",
+                               mqprio_qopt(3, [3], [1], [0])) + tail,
+        "bad-two-roots": qmsg(IF_ME, 0, TC_H_ROOT, b"noqueue") + qmsg(IF_ME, Q_ROOT, TC_H_ROOT,
+                                                                      b"mq") + tail,
+    }
+    seeds = {name: qdisc_input(d) for name, d in dumps.items()}
+    # Two datagrams: the end of the dump in its own, as the kernel may send it.
+    d = dumps["mqprio-etf"]
+    seeds["split-mqprio-etf"] = qdisc_input(d, len(d) - len(nl_done()))
+    seeds["bad-cut"] = qdisc_input(d[:len(d) // 2 + 3])
+    seeds["bad-after-done"] = qdisc_input(dumps["noqueue"] + qmsg(IF_ME, 0, Q_ROOT | 1, b"pfifo"))
+    return seeds
+
 
 TARGETS = {
     "fuzz_wire": wire_seeds,
@@ -710,6 +821,7 @@ TARGETS = {
     "fuzz_virtq_drv": virtq_drv_seeds,
     "fuzz_tls": tls_seeds,
     "fuzz_avtp": avtp_seeds,
+    "fuzz_qdisc": qdisc_seeds,
 }
 
 # Targets whose seeds differ on every run.
