@@ -87,16 +87,21 @@ status_snap() {
 	ip netns exec "${NS[$1]}" "$VBCTL" -s "$VB_TMP/$1/vbridged.sock" status --json >"$2" 2>/dev/null
 }
 
+# tx_frames NS IF: frames (skbs: a TCP GSO packet counts once) sent on IF.
+tx_frames() { ip netns exec "$1" cat "/sys/class/net/$2/statistics/tx_packets"; }
+
 # blk ROUND T: the three workloads through transport T's importer, with the
-# CPU time of T's two daemons and their status around each.
+# CPU time of T's two daemons, their status and the veth frame counts around
+# each (the frames include the 200 warm-up requests).
 blk() {
-	local round=$1 t=$2 w label out e0 i0 e1 i1 extra snap
+	local round=$1 t=$2 w label out e0 i0 e1 i1 extra snap fa0 fb0 fa1 fb1
 	for w in "${WORKLOADS[@]}"; do
 		label=$t:${w%%|*}
 		snap=$VB_TMP/status/$round-$label
 		vb_log "round $round: $label"
 		status_snap "$t-a" "$snap-pre-exporter.json"
 		status_snap "$t-b" "$snap-pre-importer.json"
+		fa0=$(tx_frames "$VB_NS_A" "$VB_IF_A") fb0=$(tx_frames "$VB_NS_B" "$VB_IF_B")
 		e0=$(cpu_ticks "${EXP[$t]}") i0=$(cpu_ticks "${IMP[$t]}")
 		# shellcheck disable=SC2086 # the arguments are split on purpose
 		out=$(ip netns exec "$VB_NS_B" timeout -k 5 "$TMO" "$VBLK" \
@@ -106,10 +111,12 @@ blk() {
 			return 1
 		}
 		e1=$(cpu_ticks "${EXP[$t]}") i1=$(cpu_ticks "${IMP[$t]}")
+		fa1=$(tx_frames "$VB_NS_A" "$VB_IF_A") fb1=$(tx_frames "$VB_NS_B" "$VB_IF_B")
 		status_snap "$t-a" "$snap-post-exporter.json"
 		status_snap "$t-b" "$snap-post-importer.json"
 		extra="\"cpu_exporter_s\":$(((e1 - e0) * 1000 / CLK_TCK))e-3"
 		extra+=",\"cpu_importer_s\":$(((i1 - i0) * 1000 / CLK_TCK))e-3"
+		extra+=",\"frames_a_to_b\":$((fa1 - fa0)),\"frames_b_to_a\":$((fb1 - fb0))"
 		record "$round" "$label" "$out" "$extra" || return 1
 	done
 }
@@ -222,6 +229,15 @@ def spread(label, key, fmt):
     return (fmt % statistics.median(v)) + (" (%s..%s)" % (fmt % min(v), fmt % max(v))
                                            if len(v) > 1 else "")
 
+def frames(label):
+    """Frames per request each way (B->A / A->B), warm-up included."""
+    rs = [r for r in R.get(label, {}).values() if "frames_b_to_a" in r]
+    if not rs:
+        return ""
+    n = lambda r: r["requests"] + 200
+    return "%.1f / %.1f" % (statistics.median(r["frames_b_to_a"] / n(r) for r in rs),
+                            statistics.median(r["frames_a_to_b"] / n(r) for r in rs))
+
 def cores(label):
     rs = [r for r in R.get(label, {}).values() if "cpu_exporter_s" in r]
     if not rs:
@@ -232,12 +248,14 @@ def cores(label):
 
 print()
 print("medians of %d rounds of %s s (min..max)" % (rounds, secs))
-print("%-24s %22s %10s %20s %22s %12s" % ("path:workload", "MiB/s", "IOPS", "p50 us", "p99 us",
-                                          "CPU exp+imp"))
+print("%-24s %22s %8s %26s %26s %12s %13s" % (
+    "path:workload", "MiB/s", "IOPS", "p50 us", "p99 us", "CPU exp+imp", "frames/req"))
 for label in R:
-    print("%-24s %22s %10s %20s %22s %12s" % (
+    print("%-24s %22s %8s %26s %26s %12s %13s" % (
         label, spread(label, "mib_s", "%.1f"), f(med(label, "iops"), "%.0f"),
-        spread(label, "p50_us", "%.1f"), spread(label, "p99_us", "%.1f"), cores(label)))
+        spread(label, "p50_us", "%.1f"), spread(label, "p99_us", "%.1f"), cores(label),
+        frames(label)))
+print("(CPU: cores used by the exporter + the importer; frames/req: veth frames B->A / A->B)")
 
 def ratio(num, nkey, den, dkey):
     """Median over rounds of num/den, both from the same round; and the range."""
@@ -332,6 +350,11 @@ main() {
 	done
 	: >"$RES"
 	LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
+	START=$(date -u '+%F %H:%M UTC')
+	# The tree at the start (the binaries are whatever VB_BUILD holds).
+	REV="source at commit $(git -C "$VB_SRC" log -1 --format=%h 2>/dev/null)"
+	REV+=$(git -C "$VB_SRC" status --porcelain 2>/dev/null |
+		awk '{ f = f " " $2 } END { if (f != "") print ", changed or untracked:" f }')
 	VB_L2_ONLY=1
 	vb_ecus || vb_fail "cannot set up the ECU namespaces"
 	NS=([tsn-a]=$VB_NS_A [tsn-b]=$VB_NS_B [tcp-a]=$VB_NS_A [tcp-b]=$VB_NS_B)
@@ -361,9 +384,7 @@ main() {
 	done
 	report
 	echo
-	echo "run of $(date -u '+%F %H:%M UTC'), commit $(git -C "$VB_SRC" log -1 --format=%h 2>/dev/null)" \
-		"$(git -C "$VB_SRC" status --porcelain --untracked-files=no 2>/dev/null |
-			awk '{ f = f " " $2 } END { if (f != "") print "(uncommitted:" f ")" }')"
+	echo "run of $START, $REV"
 	echo "load average (1, 5, 15 min) at the start: $LOAD0; at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
 	if [[ ${#ERRS[@]} -gt 0 ]]; then
 		printf 'incomplete: %s\n' "${ERRS[@]}"
