@@ -595,6 +595,14 @@ void link_status_json(const struct link *l, struct jw *w)
 	jw_u64(w, "rx_unknown_channel", l->rx_unknown_chan);
 	jw_str(w, "last_error", l->last_error);
 	if (l->t) {
+		char detail[512];
+
+		transport_detail(l->t, detail, sizeof(detail));
+		if (detail[0]) {
+			jw_str(w, "transport_detail", detail);
+		}
+	}
+	if (l->t) {
 		struct transport_counter c[TRANSPORT_MAX_COUNTERS];
 		unsigned n = transport_counters(l->t, c, ARRAY_SIZE(c));
 

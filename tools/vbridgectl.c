@@ -158,6 +158,9 @@ static void print_status(json_object *st)
 		       jstr(l, "security"), ju64(l, "tx_msgs"), ju64(l, "tx_bytes"),
 		       ju64(l, "rx_msgs"), ju64(l, "rx_bytes"), ju64(l, "rtt_us"),
 		       *jstr(l, "last_error") ? ", last error: " : "", jstr(l, "last_error"));
+		if (*jstr(l, "transport_detail")) {
+			printf("    %s\n", jstr(l, "transport_detail"));
+		}
 		print_counters("    ", jget(l, "transport_counters"));
 	}
 	a = jget(st, "imports");

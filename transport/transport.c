@@ -176,6 +176,16 @@ void transport_set_class(struct transport *t, uint32_t chan, unsigned cls)
 	}
 }
 
+void transport_detail(const struct transport *t, char *buf, size_t len)
+{
+	if (len) {
+		buf[0] = '\0';
+	}
+	if (t->ops->detail && len) {
+		t->ops->detail(t, buf, len);
+	}
+}
+
 unsigned transport_counters(const struct transport *t, struct transport_counter *out, unsigned max)
 {
 	return t->ops->counters ? t->ops->counters(t, out, max) : 0;

@@ -137,6 +137,11 @@ struct transport_counter {
 #define TRANSPORT_MAX_COUNTERS 24
 /* Fills up to max counters; returns how many (0 for transports without any). */
 unsigned transport_counters(const struct transport *t, struct transport_counter *out, unsigned max);
+/*
+ * A line about how the transport sends, for status (tsn://: per class,
+ * launch time or immediate and why); "" for transports with nothing to say.
+ */
+void transport_detail(const struct transport *t, char *buf, size_t len);
 
 /*
  * TLS for tls:// links (OpenSSL): TLS 1.3 only, both sides present a

@@ -25,6 +25,8 @@ struct transport_ops {
 	const char *(*security)(const struct transport *t);
 	/* Optional: transport_set_class(). */
 	void (*set_class)(struct transport *t, uint32_t chan, unsigned cls);
+	/* Optional: transport_detail(). */
+	void (*detail)(const struct transport *t, char *buf, size_t len);
 	/* Optional: transport_counters(). */
 	unsigned (*counters)(const struct transport *t, struct transport_counter *out,
 	                     unsigned max);

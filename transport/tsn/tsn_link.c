@@ -1225,6 +1225,22 @@ static void tsn_get_stats(const struct transport *t, struct transport_stats *st)
 	st->tx_queued = tsn_queued(l);
 }
 
+static void tsn_detail(const struct transport *t, char *buf, size_t len)
+{
+	const struct tsn_link *l = container_of(t, const struct tsn_link, base);
+	size_t off = 0;
+
+	for (unsigned ci = 0; ci < AVTP_NCLASS && off < len; ci++) {
+		int n = snprintf(buf + off, len - off, "%s%s: %s", ci ? "; " : "",
+		                 avtp_class_name(ci), tsn_port_tx_mode(l->dm->port, ci));
+
+		if (n < 0) {
+			break;
+		}
+		off += (size_t)n;
+	}
+}
+
 static void tsn_set_class(struct transport *t, uint32_t chan, unsigned cls)
 {
 	struct tsn_link *l = container_of(t, struct tsn_link, base);
@@ -1246,7 +1262,8 @@ static unsigned tsn_counters(const struct transport *t, struct transport_counter
 	    {"timeouts", 0},      {"segments_received", 0}, {"duplicates", 0},
 	    {"out_of_window", 0}, {"wrong_token", 0},       {"srtt_us", 0},
 	    {"rto_us", 0},        {"peer_window", 0},       {"segment_bytes", 0},
-	    {"port_dropped", 0},  {"port_tx_dropped", 0},
+	    {"port_dropped", 0},  {"port_tx_dropped", 0},   {"txtime_invalid", 0},
+	    {"txtime_missed", 0},
 	};
 	struct tsn_port_stats ps;
 	unsigned n = 0;
@@ -1285,6 +1302,7 @@ static unsigned tsn_counters(const struct transport *t, struct transport_counter
 	c[12].value = port_drops;
 	tsn_port_get_stats(dm->port, &ps);
 	c[13].value = ps.tx_dropped;
+	tsn_port_txtime_stats(dm->port, &c[14].value, &c[15].value);
 	for (; n < ARRAY_SIZE(c) && n < max; n++) {
 		out[n] = c[n];
 	}
@@ -1302,6 +1320,7 @@ const struct transport_ops tsn_transport_ops = {
     .close = tsn_close,
     .get_stats = tsn_get_stats,
     .set_class = tsn_set_class,
+    .detail = tsn_detail,
     .counters = tsn_counters,
     .check = tsn_check,
 };

@@ -13,6 +13,13 @@
  * place in per-class batch buffers and go out with one sendmmsg per class.
  * PACKET_QDISC_BYPASS is never set: it would skip the TSN qdiscs (ETF,
  * taprio).
+ *
+ * Launch time: at open the egress qdisc tree is read over netlink
+ * (qdisc.c); a class whose priority lands only on ETF queues (directly or
+ * under taprio in txtime-assist mode) gets SO_TXTIME on CLOCK_TAI, and each
+ * of its frames an SCM_TXTIME launch time (as soon as ETF can take it, and
+ * never earlier than the last: ETF drops those); refusals come back on the
+ * error queue and are counted. Every other class sends at once.
  */
 #include "transport/tsn/tsn_port.h"
 
@@ -27,15 +34,19 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/event.h>
 
 #include "bridge/log.h"
 #include "bridge/util.h"
+#include "transport/tsn/qdisc.h"
+#include "transport/tsn/txtime.h"
 
-#define TSN_RX_ROUNDS 8                 /* recvmmsg batches per wakeup */
-#define TSN_SOCK_BUF  (4 * 1024 * 1024) /* per socket, both ways */
+#define TSN_RX_ROUNDS       8                 /* recvmmsg batches per wakeup */
+#define TSN_SOCK_BUF        (4 * 1024 * 1024) /* per socket, both ways */
+#define TSN_TXTIME_SLACK_NS 200000ull         /* from our sendmmsg to ETF's enqueue */
 
 #ifndef PACKET_IGNORE_OUTGOING
 #define PACKET_IGNORE_OUTGOING 23
@@ -46,7 +57,11 @@ static const int tsn_class_prio[TSN_CLASSES] = {6, 3, 2, 0};
 
 struct tsn_txq {
 	int fd;
-	unsigned n; /* frames queued */
+	unsigned n;  /* frames queued */
+	bool launch; /* SO_TXTIME: every frame carries a launch time */
+	char mode[QDISC_WHY_LEN + 32];
+	struct txtime_stats txerr;
+	union txtime_cmsg ctl[TSN_BATCH];
 	struct mmsghdr msg[TSN_BATCH];
 	struct iovec iov[TSN_BATCH];
 	uint8_t buf[TSN_BATCH][TSN_FRAME_MAX];
@@ -63,7 +78,8 @@ struct tsn_port {
 	struct event *rx_ev;
 	const struct tsn_port_handler *h;
 	void *harg;
-	struct sockaddr_ll to; /* the interface, for sendmmsg */
+	struct sockaddr_ll to;     /* the interface, for sendmmsg */
+	struct txtime_sched sched; /* one for all classes: they may share an ETF queue */
 	struct tsn_port_stats st;
 	unsigned tx_class; /* class of the frame tsn_port_tx_buf() handed out */
 	struct tsn_txq txq[TSN_CLASSES];
@@ -209,6 +225,44 @@ static void tsn_port_close(struct tsn_port *p)
 	free(p);
 }
 
+/* Per class: launch time if the qdisc tree has ETF for its priority, else immediate. */
+static void tsn_port_launch_setup(struct tsn_port *p)
+{
+	struct qdisc_tree *t = calloc(1, sizeof(*t));
+	char err[160] = "out of memory";
+	uint64_t lead = 0;
+	bool known = t && qdisc_query(p->ifindex, t, err, sizeof(err)) == 0;
+
+	for (unsigned c = 0; c < TSN_CLASSES; c++) {
+		struct tsn_txq *q = &p->txq[c];
+		struct qdisc_decision d;
+		int rc;
+
+		if (known) {
+			qdisc_decide(t, tsn_class_prio[c], &d);
+		} else {
+			qdisc_decide_immediate(&d, tsn_class_prio[c], err);
+		}
+		if (d.mode == QDISC_TX_LAUNCH) {
+			rc = txtime_enable(q->fd, d.clockid, d.txtime_flags);
+			if (rc < 0) {
+				/* ETF would drop every frame of a socket without SO_TXTIME. */
+				log_warnx("tsn %s: SO_TXTIME for priority %d: %s; sending at once",
+				          p->name, tsn_class_prio[c], strerror(-rc));
+				qdisc_decide_immediate(&d, tsn_class_prio[c], "SO_TXTIME refused");
+			} else {
+				q->launch = true;
+				lead = VB_MAX(lead, (uint64_t)d.delta_ns);
+			}
+		}
+		qdisc_decision_str(&d, q->mode, sizeof(q->mode));
+		log_info("tsn %s: class %u (priority %d): %s", p->name, c, tsn_class_prio[c],
+		         q->mode);
+	}
+	p->sched.lead_ns = lead + TSN_TXTIME_SLACK_NS;
+	free(t);
+}
+
 static int tsn_port_open(struct tsn_port *p, char *err, size_t errlen)
 {
 	int one = 1;
@@ -238,6 +292,7 @@ static int tsn_port_open(struct tsn_port *p, char *err, size_t errlen)
 		}
 		tsn_sock_buf(q->fd, SO_SNDBUF, SO_SNDBUFFORCE);
 	}
+	tsn_port_launch_setup(p);
 	p->to = (struct sockaddr_ll){.sll_family = AF_PACKET,
 	                             .sll_protocol = htons(TSN_ETHERTYPE),
 	                             .sll_ifindex = p->ifindex,
@@ -320,6 +375,20 @@ const uint8_t *tsn_port_mac(const struct tsn_port *p)
 	return p->mac;
 }
 
+const char *tsn_port_tx_mode(const struct tsn_port *p, unsigned c)
+{
+	return p->txq[c < TSN_CLASSES ? c : 0].mode;
+}
+
+void tsn_port_txtime_stats(const struct tsn_port *p, uint64_t *invalid, uint64_t *missed)
+{
+	*invalid = *missed = 0;
+	for (unsigned c = 0; c < TSN_CLASSES; c++) {
+		*invalid += p->txq[c].txerr.invalid;
+		*missed += p->txq[c].txerr.missed;
+	}
+}
+
 int tsn_port_priority(const struct tsn_port *p, unsigned c)
 {
 	return tsn_class_prio[c < TSN_CLASSES ? c : 0];
@@ -330,15 +399,41 @@ void tsn_port_get_stats(const struct tsn_port *p, struct tsn_port_stats *st)
 	*st = p->st;
 }
 
+/* Launch times for a batch of a launch-time class (now: CLOCK_TAI). */
+static void tsn_txq_stamp(struct tsn_port *p, struct tsn_txq *q)
+{
+	struct timespec ts;
+	uint64_t now;
+
+	clock_gettime(CLOCK_TAI, &ts);
+	now = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+	for (unsigned i = 0; i < q->n; i++) {
+		q->msg[i].msg_hdr.msg_control = q->ctl[i].buf;
+		q->msg[i].msg_hdr.msg_controllen = txtime_cmsg_put(q->ctl[i].buf, sizeof(q->ctl[i]),
+		                                                   txtime_next(&p->sched, now, 0));
+	}
+}
+
 static void tsn_txq_flush(struct tsn_port *p, struct tsn_txq *q)
 {
 	unsigned done = 0;
+
+	if (q->launch) {
+		tsn_txq_stamp(p, q);
+	}
 
 	while (done < q->n) {
 		int n = sendmmsg(q->fd, q->msg + done, q->n - done, MSG_DONTWAIT);
 
 		if (n < 0) {
 			if (errno == EINTR) {
+				continue;
+			}
+			if (q->launch && errno != EAGAIN) {
+				/* ETF refused this frame (its launch time): skip it, send the rest.
+				 */
+				p->st.tx_dropped++;
+				done++;
 				continue;
 			}
 			/* Full queue, interface down: lost frames, the reliable layer resends. */
@@ -357,6 +452,9 @@ static void tsn_txq_flush(struct tsn_port *p, struct tsn_txq *q)
 	}
 	p->st.tx_batches++;
 	q->n = 0;
+	if (q->launch) {
+		txtime_drain(q->fd, &q->txerr);
+	}
 }
 
 void tsn_port_flush(struct tsn_port *p)

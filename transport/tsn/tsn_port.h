@@ -50,6 +50,10 @@ unsigned tsn_port_mtu(struct tsn_port *p);
 /* The SO_PRIORITY frames of class c are sent with. */
 int tsn_port_priority(const struct tsn_port *p, unsigned c);
 void tsn_port_get_stats(const struct tsn_port *p, struct tsn_port_stats *st);
+/* How class c is sent: "launch time (etf, CLOCK_TAI)" or "immediate (REASON)". */
+const char *tsn_port_tx_mode(const struct tsn_port *p, unsigned c);
+/* Frames the qdisc refused (error queue): bad launch time, missed launch time. */
+void tsn_port_txtime_stats(const struct tsn_port *p, uint64_t *invalid, uint64_t *missed);
 
 /*
  * Transmit: tsn_port_tx_buf() gives room for one frame of class c, up to
