@@ -75,10 +75,19 @@ record() {
 		"${4:+,$4}}" >>"$RES"
 }
 
-# cpu_ticks PID: user + system time so far, in clock ticks (proc(5), fields
+# cpu_ticks PID: "user system" time so far, in clock ticks (proc(5), fields
 # 14 and 15, counted after the command name's closing parenthesis).
 cpu_ticks() {
-	sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | awk '{ print $12 + $13 }'
+	sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | awk '{ print $12, $13 }'
+}
+
+# cpu_json NAME "U0 S0" "U1 S1": "NAME_user_s":..,"NAME_sys_s":.. for record's EXTRA.
+cpu_json() {
+	local u0 s0 u1 s1
+	read -r u0 s0 <<<"$2"
+	read -r u1 s1 <<<"$3"
+	printf '"%s_user_s":%de-3,"%s_sys_s":%de-3' "$1" $(((u1 - u0) * 1000 / CLK_TCK)) \
+		"$1" $(((s1 - s0) * 1000 / CLK_TCK))
 }
 
 # status_snap TAG FILE: the status (JSON) of the daemon with runtime dir
@@ -94,7 +103,7 @@ tx_frames() { ip netns exec "$1" cat "/sys/class/net/$2/statistics/tx_packets"; 
 # CPU time of T's two daemons, their status and the veth frame counts around
 # each (the frames include the 200 warm-up requests).
 blk() {
-	local round=$1 t=$2 w label out e0 i0 e1 i1 extra snap fa0 fb0 fa1 fb1
+	local round=$1 t=$2 w label out e0 i0 q0 e1 i1 q1 extra snap fa0 fb0 fa1 fb1
 	for w in "${WORKLOADS[@]}"; do
 		label=$t:${w%%|*}
 		snap=$VB_TMP/status/$round-$label
@@ -102,7 +111,7 @@ blk() {
 		status_snap "$t-a" "$snap-pre-exporter.json"
 		status_snap "$t-b" "$snap-pre-importer.json"
 		fa0=$(tx_frames "$VB_NS_A" "$VB_IF_A") fb0=$(tx_frames "$VB_NS_B" "$VB_IF_B")
-		e0=$(cpu_ticks "${EXP[$t]}") i0=$(cpu_ticks "${IMP[$t]}")
+		e0=$(cpu_ticks "${EXP[$t]}") i0=$(cpu_ticks "${IMP[$t]}") q0=$(cpu_ticks "${QSD[$t]}")
 		# shellcheck disable=SC2086 # the arguments are split on purpose
 		out=$(ip netns exec "$VB_NS_B" timeout -k 5 "$TMO" "$VBLK" \
 			--socket "$VB_TMP/$t-b/disk0.sock" --json --seconds "$SECS" --warmup 200 \
@@ -110,12 +119,12 @@ blk() {
 			echo "$label: vblk-bench failed: $(tail -n 3 "$VB_TMP/$label.log")" >&2
 			return 1
 		}
-		e1=$(cpu_ticks "${EXP[$t]}") i1=$(cpu_ticks "${IMP[$t]}")
+		e1=$(cpu_ticks "${EXP[$t]}") i1=$(cpu_ticks "${IMP[$t]}") q1=$(cpu_ticks "${QSD[$t]}")
 		fa1=$(tx_frames "$VB_NS_A" "$VB_IF_A") fb1=$(tx_frames "$VB_NS_B" "$VB_IF_B")
 		status_snap "$t-a" "$snap-post-exporter.json"
 		status_snap "$t-b" "$snap-post-importer.json"
-		extra="\"cpu_exporter_s\":$(((e1 - e0) * 1000 / CLK_TCK))e-3"
-		extra+=",\"cpu_importer_s\":$(((i1 - i0) * 1000 / CLK_TCK))e-3"
+		extra="$(cpu_json cpu_exporter "$e0" "$e1"),$(cpu_json cpu_importer "$i0" "$i1")"
+		extra+=",$(cpu_json cpu_qsd "$q0" "$q1")"
 		extra+=",\"frames_a_to_b\":$((fa1 - fa0)),\"frames_b_to_a\":$((fb1 - fb0))"
 		record "$round" "$label" "$out" "$extra" || return 1
 	done
@@ -181,6 +190,7 @@ start_pair() {
 	local t=$1 listen=$2 src=$3 img=$4
 	shift 4
 	vb_qsd "$VB_NS_A" "$img" "$VB_TMP/qsd-$t.sock" || return 1
+	QSD[$t]=$VB_LAST_PID
 	daemon "$VB_NS_A" "$t-a" --node ecu-a --listen "$listen" \
 		--export "disk0=vhost-user:$VB_TMP/qsd-$t.sock,type=blk" "$@"
 	EXP[$t]=$VB_LAST_PID
@@ -238,12 +248,15 @@ def frames(label):
     return "%.1f / %.1f" % (statistics.median(r["frames_b_to_a"] / n(r) for r in rs),
                             statistics.median(r["frames_a_to_b"] / n(r) for r in rs))
 
+def cpu(r, who):
+    return r["cpu_%s_user_s" % who] + r["cpu_%s_sys_s" % who]
+
 def cores(label):
-    rs = [r for r in R.get(label, {}).values() if "cpu_exporter_s" in r]
+    rs = [r for r in R.get(label, {}).values() if "cpu_exporter_user_s" in r]
     if not rs:
         return ""
-    e = statistics.median(r["cpu_exporter_s"] / r["seconds"] for r in rs)
-    i = statistics.median(r["cpu_importer_s"] / r["seconds"] for r in rs)
+    e = statistics.median(cpu(r, "exporter") / r["seconds"] for r in rs)
+    i = statistics.median(cpu(r, "importer") / r["seconds"] for r in rs)
     return "%.2f + %.2f" % (e, i)
 
 print()
@@ -256,6 +269,24 @@ for label in R:
         spread(label, "p50_us", "%.1f"), spread(label, "p99_us", "%.1f"), cores(label),
         frames(label)))
 print("(CPU: cores used by the exporter + the importer; frames/req: veth frames B->A / A->B)")
+
+print()
+print("CPU per request, us (user + sys; median; the warm-up's 200 requests counted in)")
+print("%-24s %18s %18s %10s %8s" % ("path:workload", "exporter", "importer", "qsd",
+                                       "total"))
+for label in R:
+    rs = [r for r in R[label].values() if "cpu_exporter_user_s" in r]
+    if not rs:
+        continue
+    per = lambda r, k: r[k] * 1e6 / (r["requests"] + 200)
+    m = lambda k: statistics.median(per(r, k) for r in rs)
+    tot = statistics.median(sum(per(r, "cpu_%s_%s_s" % (w, k)) for w in
+                                ("exporter", "importer", "qsd") for k in ("user", "sys"))
+                            for r in rs)
+    print("%-24s %18s %18s %10.0f %8.0f" % (
+        label, "%.0f + %.0f" % (m("cpu_exporter_user_s"), m("cpu_exporter_sys_s")),
+        "%.0f + %.0f" % (m("cpu_importer_user_s"), m("cpu_importer_sys_s")),
+        m("cpu_qsd_user_s") + m("cpu_qsd_sys_s"), tot))
 
 def ratio(num, nkey, den, dkey):
     """Median over rounds of num/den, both from the same round; and the range."""
@@ -342,7 +373,7 @@ EOF
 
 main() {
 	local round i k parts=(tsn tcp pkt raw) order img
-	declare -gA EXP IMP NS
+	declare -gA EXP IMP QSD NS
 	vb_need_root
 	vb_need_cmd qemu-storage-daemon ip python3 timeout
 	for f in "$VBLK" "$TCPB" "$PKTB" "$VBCTL" "$VBRIDGED"; do
