@@ -14,91 +14,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tests/avtp_msg.h"
 #include "tests/fuzz/fuzz_input.h"
 #include "transport/tsn/avtp.h"
 
-struct msg {
-	uint8_t type;
-	union {
-		struct avtp_seg seg;
-		struct avtp_ack ack;
-		struct avtp_ctl ctl;
-	} u;
-};
-
-static int same_bytes(const void *a, const void *b, size_t n)
-{
-	return n == 0 || (a && b && memcmp(a, b, n) == 0);
-}
-
-static int hdr_equal(const struct avtp_hdr *x, const struct avtp_hdr *y)
-{
-	return !memcmp(x->dst, y->dst, AVTP_MAC_LEN) && !memcmp(x->src, y->src, AVTP_MAC_LEN) &&
-	       x->vlan == y->vlan && x->pcp == y->pcp && x->vid == y->vid &&
-	       x->subtype == y->subtype && x->sv == y->sv && x->version == y->version &&
-	       x->tv == y->tv && x->tu == y->tu && x->seq == y->seq &&
-	       x->stream_id == y->stream_id && x->avtp_timestamp == y->avtp_timestamp;
-}
-
-static int msg_decode(const struct avtp_acf *a, struct msg *m)
-{
-	m->type = a->type;
-	switch (a->type) {
-	case AVTP_ACF_SEG:
-		return avtp_seg_decode(a->msg, a->len, &m->u.seg);
-	case AVTP_ACF_ACK:
-		return avtp_ack_decode(a->msg, a->len, &m->u.ack);
-	case AVTP_ACF_CTL:
-		return avtp_ctl_decode(a->msg, a->len, &m->u.ctl);
-	default:
-		return -1;
-	}
-}
-
-static int msg_build(struct avtp_builder *b, const struct msg *m)
-{
-	switch (m->type) {
-	case AVTP_ACF_SEG:
-		return avtp_build_seg(b, &m->u.seg);
-	case AVTP_ACF_ACK:
-		return avtp_build_ack(b, &m->u.ack);
-	case AVTP_ACF_CTL:
-		return avtp_build_ctl(b, &m->u.ctl);
-	default:
-		return -1;
-	}
-}
-
-static int msg_equal(const struct msg *x, const struct msg *y)
-{
-	const struct avtp_seg *s = &x->u.seg, *t = &y->u.seg;
-	const struct avtp_ack *a = &x->u.ack, *b = &y->u.ack;
-	const struct avtp_ctl *c = &x->u.ctl, *d = &y->u.ctl;
-
-	if (x->type != y->type) {
-		return 0;
-	}
-	switch (x->type) {
-	case AVTP_ACF_SEG:
-		return s->flags == t->flags && s->cls == t->cls && s->token == t->token &&
-		       s->seq == t->seq && s->data_len == t->data_len &&
-		       same_bytes(s->data, t->data, s->data_len);
-	case AVTP_ACF_ACK:
-		return a->cls == b->cls && a->token == b->token && a->cum == b->cum &&
-		       a->window == b->window && a->sack == b->sack;
-	case AVTP_ACF_CTL:
-		return c->op == d->op && c->token == d->token && c->my_token == d->my_token &&
-		       c->max_seg == d->max_seg && c->window == d->window && c->isn == d->isn &&
-		       c->time == d->time && c->reason_len == d->reason_len &&
-		       same_bytes(c->reason, d->reason, c->reason_len);
-	default:
-		return 0;
-	}
-}
-
 /* Decoder-side promises of an accepted frame; returns the bytes of our messages. */
 static size_t check_listed(const uint8_t *data, size_t size, const struct avtp_frame *f,
-                           struct msg *m)
+                           struct any_msg *m)
 {
 	const uint8_t *next = f->data;
 	size_t used = 0;
@@ -111,7 +33,7 @@ static size_t check_listed(const uint8_t *data, size_t size, const struct avtp_f
 
 		FUZZ_CHECK(a->msg >= next && a->len >= 4 && a->len % 4 == 0);
 		FUZZ_CHECK(a->msg + a->len <= f->data + f->data_len);
-		FUZZ_CHECK(msg_decode(a, &m[i]) == 0);
+		FUZZ_CHECK(any_msg_decode(a, &m[i]) == 0);
 		next = a->msg + a->len;
 		used += a->len;
 	}
@@ -119,7 +41,7 @@ static size_t check_listed(const uint8_t *data, size_t size, const struct avtp_f
 }
 
 /* Builds f again into out (cap bytes) with mtu; returns the frame length, or 0 if refused. */
-static size_t rebuild(const struct avtp_frame *f, const struct msg *m, uint8_t *out, size_t cap,
+static size_t rebuild(const struct avtp_frame *f, const struct any_msg *m, uint8_t *out, size_t cap,
                       size_t mtu, int *last_rc)
 {
 	struct avtp_builder b;
@@ -127,7 +49,7 @@ static size_t rebuild(const struct avtp_frame *f, const struct msg *m, uint8_t *
 	*last_rc = 0;
 	FUZZ_CHECK(avtp_build_begin(&b, out, cap, mtu, &f->h) == 0);
 	for (unsigned i = 0; i < f->n_acf; i++) {
-		int rc = msg_build(&b, &m[i]);
+		int rc = any_msg_build(&b, &m[i]);
 
 		if (rc < 0) {
 			/* Only the last message may be refused, and only for want of room. */
@@ -143,9 +65,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	static struct msg m[AVTP_MAX_ACF];
+	static struct any_msg m[AVTP_MAX_ACF];
 	struct avtp_frame f, g;
-	struct msg m2;
+	struct any_msg m2;
 	size_t used, hl, need, cap, n;
 	uint8_t *out;
 	int rc = avtp_decode(data, size, &f);
@@ -170,8 +92,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	FUZZ_CHECK(hdr_equal(&f.h, &g.h));
 	FUZZ_CHECK(g.n_acf == f.n_acf && g.n_skipped == 0 && g.data_len == used);
 	for (unsigned i = 0; i < g.n_acf; i++) {
-		FUZZ_CHECK(msg_decode(&g.acf[i], &m2) == 0);
-		FUZZ_CHECK(msg_equal(&m[i], &m2));
+		FUZZ_CHECK(any_msg_decode(&g.acf[i], &m2) == 0);
+		FUZZ_CHECK(any_msg_equal(&m[i], &m2));
 	}
 	/* One byte of MTU less: the last message no longer fits. */
 	if (f.n_acf > 0) {

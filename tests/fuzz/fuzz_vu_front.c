@@ -61,7 +61,6 @@
  * formed acks. With VB_FUZZ_FDCHECK=1 every input must also leave the
  * process with the fds it had before (slower: reads /proc each time).
  */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdint.h>
@@ -81,6 +80,7 @@
 #include "bridge/vu_io.h"
 #include "bridge/vu_msg.h"
 #include "tests/fuzz/fuzz_input.h"
+#include "tests/harness.h"
 
 #define MAX_RECORDS 128
 #define MAX_LEN     (VU_MAX_PAYLOAD + 64) /* payload lengths a record may ask for */
@@ -89,6 +89,8 @@
 #define SENTINEL    0xa5
 #define ACK_SIZE    (VU_HDR_SIZE + 8)
 #define FD_PAGE     4096
+
+_Static_assert(MAX_FDS <= HARNESS_MAX_FDS, "put() attaches up to MAX_FDS - 1 fds");
 
 enum kind {
 	K_GET,    /* waits for a u64 */
@@ -225,28 +227,14 @@ static void close_fds(int *fds, unsigned n)
 /* Fds ride on the first byte. False when the socket is full (a stuck backend) or gone. */
 static bool put(int sock, const uint8_t *buf, size_t len, const int *fds, unsigned nfds)
 {
-	union {
-		struct cmsghdr align;
-		char buf[CMSG_SPACE(MAX_FDS * sizeof(int))];
-	} cm;
+	union harness_cmsg cm;
 	struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};
 	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
 
 	if (sock < 0) {
 		return false;
 	}
-	if (nfds) {
-		struct cmsghdr *c;
-
-		memset(&cm, 0, sizeof(cm));
-		mh.msg_control = cm.buf;
-		mh.msg_controllen = CMSG_SPACE(nfds * sizeof(int));
-		c = CMSG_FIRSTHDR(&mh);
-		c->cmsg_level = SOL_SOCKET;
-		c->cmsg_type = SCM_RIGHTS;
-		c->cmsg_len = CMSG_LEN(nfds * sizeof(int));
-		memcpy(CMSG_DATA(c), fds, nfds * sizeof(int));
-	}
+	FUZZ_CHECK(harness_attach_fds(&mh, &cm, fds, nfds) == 0);
 	while (iov.iov_len > 0) {
 		ssize_t n = sendmsg(sock, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
 
@@ -881,22 +869,6 @@ static void run_records(struct fin *in)
 	}
 }
 
-/* ---- leak accounting (VB_FUZZ_FDCHECK=1) ---- */
-
-static int fd_count(void)
-{
-	DIR *dir = opendir("/proc/self/fd");
-	struct dirent *e;
-	int n = 0;
-
-	FUZZ_CHECK(dir);
-	while ((e = readdir(dir))) {
-		n += e->d_name[0] != '.';
-	}
-	closedir(dir);
-	return n - 1;
-}
-
 /* ---- set-up once, one connection per input ---- */
 
 static void cleanup(void)
@@ -973,14 +945,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		setup();
 	}
 	if (S.fdcheck) {
-		fds_before = fd_count();
+		fds_before = harness_fd_count();
+		FUZZ_CHECK(fds_before >= 0);
 	}
 	fin_init(&in, data, size);
 	session_start(fin_u8(&in) & 1);
 	run_records(&in);
 	session_end();
 	if (S.fdcheck) {
-		FUZZ_CHECK(fd_count() == fds_before);
+		FUZZ_CHECK(harness_fd_count() == fds_before);
 	}
 	return 0;
 }

@@ -29,7 +29,6 @@
  * VB_FUZZ_FDCHECK=1 every input must also leave the process with the fds and
  * mappings it had before (slower: reads /proc each time).
  */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -44,8 +43,6 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include <event2/event.h>
-
 #include "bridge/gmem.h"
 #include "bridge/log.h"
 #include "bridge/loop.h"
@@ -55,6 +52,7 @@
 #include "bridge/vu_dev.h"
 #include "bridge/vu_msg.h"
 #include "tests/fuzz/fuzz_input.h"
+#include "tests/harness.h"
 
 #define NQ            2
 #define QMAX          256
@@ -218,11 +216,7 @@ static const struct vu_dev_ops owner_ops = {
 
 static void pump(int rounds)
 {
-	struct event_base *base = vb_loop_base(S.loop);
-
-	for (int i = 0; i < rounds; i++) {
-		event_base_loop(base, EVLOOP_NONBLOCK);
-	}
+	harness_pump(S.loop, rounds);
 }
 
 /* Replies as the spec frames them: version 1, REPLY, no NEED_REPLY, a bounded size. */
@@ -260,24 +254,13 @@ static void drain_replies(void)
 
 static bool send_bytes(const uint8_t *buf, size_t len, const int *fds, unsigned nfds)
 {
-	char cbuf[CMSG_SPACE(16 * sizeof(int))];
+	union harness_cmsg cm;
 	struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};
 	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
 	unsigned stalls = 0;
 	ssize_t n;
 
-	if (nfds) {
-		struct cmsghdr *c;
-
-		memset(cbuf, 0, sizeof(cbuf));
-		mh.msg_control = cbuf;
-		mh.msg_controllen = CMSG_SPACE(nfds * sizeof(int));
-		c = CMSG_FIRSTHDR(&mh);
-		c->cmsg_level = SOL_SOCKET;
-		c->cmsg_type = SCM_RIGHTS;
-		c->cmsg_len = CMSG_LEN(nfds * sizeof(int));
-		memcpy(CMSG_DATA(c), fds, nfds * sizeof(int));
-	}
+	FUZZ_CHECK(harness_attach_fds(&mh, &cm, fds, nfds) == 0);
 	while (mh.msg_iov->iov_len > 0) {
 		n = sendmsg(S.client, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
 		if (n < 0 && errno == EAGAIN) {
@@ -614,36 +597,6 @@ static void run_records(struct fin *in)
 	}
 }
 
-/* ---- leak accounting (VB_FUZZ_FDCHECK=1) ---- */
-
-static int fd_count(void)
-{
-	DIR *dir = opendir("/proc/self/fd");
-	struct dirent *e;
-	int n = 0;
-
-	FUZZ_CHECK(dir);
-	while ((e = readdir(dir))) {
-		n += e->d_name[0] != '.';
-	}
-	closedir(dir);
-	return n - 1;
-}
-
-static int guest_mappings(void)
-{
-	FILE *f = fopen("/proc/self/maps", "r");
-	char line[512];
-	int n = 0;
-
-	FUZZ_CHECK(f);
-	while (fgets(line, sizeof(line), f)) {
-		n += strstr(line, MEMFD_TAG) != NULL;
-	}
-	fclose(f);
-	return n;
-}
-
 /* ---- set-up once, one session per input ---- */
 
 static void cleanup(void)
@@ -723,8 +676,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		setup();
 	}
 	if (S.fdcheck) {
-		fds_before = fd_count();
-		maps_before = guest_mappings();
+		fds_before = harness_fd_count();
+		maps_before = harness_map_count(MEMFD_TAG);
+		FUZZ_CHECK(fds_before >= 0 && maps_before >= 0);
 	}
 	memset(&S.o, 0, sizeof(S.o));
 	S.gone = false;
@@ -741,8 +695,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	hang_up();
 	close_fds();
 	if (S.fdcheck) {
-		FUZZ_CHECK(fd_count() == fds_before);
-		FUZZ_CHECK(guest_mappings() == maps_before);
+		FUZZ_CHECK(harness_fd_count() == fds_before);
+		FUZZ_CHECK(harness_map_count(MEMFD_TAG) == maps_before);
 	}
 	return 0;
 }

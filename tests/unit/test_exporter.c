@@ -26,7 +26,6 @@
 
 #include <errno.h>
 #include <netinet/in.h>
-#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,6 +45,7 @@
 #include "bridge/virtq.h"
 #include "bridge/vu_dev.h"
 #include "bridge/wire.h"
+#include "tests/unit/harness.h"
 #include "transport/transport.h"
 
 #define BUDGET 256u  /* docs/security.md case 32: used entries per queue per pass */
@@ -233,85 +233,14 @@ struct fx {
 	struct vb_loop *loop;
 	struct node node;
 	bool node_up;
-	int ifd; /* the importer's link */
-	uint8_t rx[1 << 17];
-	size_t rxlen;
+	struct peer im; /* the importing node */
 };
 
 static struct fx *F;
 
 static void pump(void)
 {
-	for (int i = 0; i < 8; i++) {
-		event_base_loop(vb_loop_base(F->loop), EVLOOP_NONBLOCK);
-	}
-}
-
-static bool wait_readable(int fd, int timeout_ms)
-{
-	for (int t = 0; t < timeout_ms; t++) {
-		struct pollfd p = {.fd = fd, .events = POLLIN};
-
-		pump();
-		if (poll(&p, 1, 1) > 0) {
-			return true;
-		}
-	}
-	return false;
-}
-
-static void im_send(const struct wire_msg *m)
-{
-	uint8_t buf[WIRE_HDR_LEN + 512];
-	size_t n = wire_encode(buf, sizeof(buf), m);
-
-	assert_true(n > 0);
-	assert_int_equal(send(F->ifd, buf, n, MSG_NOSIGNAL), (ssize_t)n);
-}
-
-/* The next whole message into *m (pointers into copy), or false after timeout_ms. */
-static bool im_recv(struct wire_msg *m, uint8_t *copy, size_t cap, int timeout_ms)
-{
-	for (int t = 0;; t++) {
-		uint32_t len = F->rxlen >= 4 ? get_le32(F->rx) : 0;
-		const char *why = NULL;
-
-		if (len && F->rxlen >= len) {
-			assert_true(len <= cap);
-			memcpy(copy, F->rx, len);
-			memmove(F->rx, F->rx + len, F->rxlen - len);
-			F->rxlen -= len;
-			if (wire_decode(copy, len, m, &why) < 0) {
-				fail_msg("exporter sent a malformed message: %s", why);
-			}
-			return true;
-		}
-		if (t >= timeout_ms) {
-			return false;
-		}
-		if (wait_readable(F->ifd, 1)) {
-			ssize_t n =
-			    recv(F->ifd, F->rx + F->rxlen, sizeof(F->rx) - F->rxlen, MSG_DONTWAIT);
-
-			assert_true(n > 0);
-			F->rxlen += (size_t)n;
-		}
-	}
-}
-
-/* The next message that is not PING (answered, as a live peer would). */
-static void im_expect(uint8_t type, struct wire_msg *m, uint8_t *copy, size_t cap)
-{
-	do {
-		if (!im_recv(m, copy, cap, 3000)) {
-			fail_msg("no %s from the exporter", wire_type_name(type));
-		}
-	} while (m->type == WIRE_PING);
-	if (m->type != type) {
-		fail_msg("%s from the exporter, want %s%s%s", wire_type_name(m->type),
-		         wire_type_name(type), m->type == WIRE_ERROR ? ": " : "",
-		         m->type == WIRE_ERROR ? m->u.error.reason : "");
-	}
+	harness_pump(F->loop, HARNESS_PUMP_ROUNDS);
 }
 
 static void im_queue_start(uint16_t q, uint16_t size)
@@ -320,7 +249,7 @@ static void im_queue_start(uint16_t q, uint16_t size)
 
 	m.u.queue.index = q;
 	m.u.queue.size = size;
-	im_send(&m);
+	peer_send(&F->im, &m);
 }
 
 static bool backend_started(void)
@@ -338,27 +267,27 @@ static void im_attach(void)
 	uint8_t copy[1024];
 
 	sa.sin_port = htons((uint16_t)atoi(strrchr(uri, ':') + 1));
-	F->ifd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	assert_true(F->ifd >= 0);
-	assert_int_equal(connect(F->ifd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	F->im.fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_true(F->im.fd >= 0);
+	assert_int_equal(connect(F->im.fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
 	m.u.hello.ver_min = m.u.hello.ver_max = WIRE_VERSION;
 	m.u.hello.epoch = 9;
 	snprintf(m.u.hello.name, sizeof(m.u.hello.name), "ecu-b");
-	im_send(&m);
-	im_expect(WIRE_HELLO, &in, copy, sizeof(copy));
+	peer_send(&F->im, &m);
+	peer_expect(&F->im, WIRE_HELLO, &in, copy, sizeof(copy));
 	memset(&m, 0, sizeof(m));
 	m.type = WIRE_ATTACH;
 	m.chan = 1;
 	snprintf(m.u.attach.name, sizeof(m.u.attach.name), "disk0");
-	im_send(&m);
-	im_expect(WIRE_ATTACH_OK, &in, copy, sizeof(copy));
+	peer_send(&F->im, &m);
+	peer_expect(&F->im, WIRE_ATTACH_OK, &in, copy, sizeof(copy));
 	assert_int_equal(in.u.attach_ok.num_queues, 2);
 	assert_true(in.u.attach_ok.max_queue_size >= QSIZE0);
 	memset(&m, 0, sizeof(m));
 	m.type = WIRE_FEATURES;
 	m.chan = 1;
 	m.u.features.features = in.u.attach_ok.features;
-	im_send(&m);
+	peer_send(&F->im, &m);
 	im_queue_start(0, QSIZE0);
 	im_queue_start(1, QSIZE1);
 	for (int t = 0; t < 3000 && !backend_started(); t++) {
@@ -376,30 +305,17 @@ static void im_request(uint16_t q, uint32_t i)
 	m.u.request.queue = q;
 	m.u.request.wr_len = 64;
 	m.u.request.id = ((uint64_t)q << 32) | (i + 1);
-	im_send(&m);
+	peer_send(&F->im, &m);
 }
 
 /* What the exporter counted for queue q (its status, as vbridgectl shows it). */
 static uint64_t status_of(unsigned q, const char *what)
 {
 	struct jw w;
-	char key[32], field[32];
-	const char *at;
-	uint64_t v;
 
 	jw_init(&w);
 	export_status_json(F->node.exports[0], &w);
-	assert_false(w.failed);
-	jw_raw(&w, "", 1); /* NUL */
-	snprintf(key, sizeof(key), "{\"index\":%u,", q);
-	snprintf(field, sizeof(field), "\"%s\":", what);
-	at = strstr(w.buf, key);
-	assert_non_null(at);
-	at = strstr(at, field);
-	assert_non_null(at);
-	v = strtoull(at + strlen(field), NULL, 10);
-	jw_free(&w);
-	return v;
+	return status_counter(&w, q, what);
 }
 
 static bool held_all(void)
@@ -418,7 +334,10 @@ static int setup(void **state)
 	fx = calloc(1, sizeof(*fx));
 	assert_non_null(fx);
 	F = fx;
-	fx->ifd = -1;
+	fx->im.fd = -1;
+	fx->im.node = "exporter";
+	fx->im.expect_ms = 3000;
+	fx->im.skip_ping = true;
 	snprintf(fx->dir, sizeof(fx->dir), "/tmp/test_exporter.XXXXXX");
 	assert_non_null(mkdtemp(fx->dir));
 	snprintf(spec, sizeof(spec), "%s/backend.sock", fx->dir);
@@ -432,6 +351,7 @@ static int setup(void **state)
 	assert_int_equal(config_finish(&fx->cfg, err, sizeof(err)), 0);
 	fx->loop = vb_loop_new();
 	assert_non_null(fx->loop);
+	fx->im.loop = fx->loop;
 	assert_int_equal(node_init(&fx->node, fx->loop, &fx->cfg), 0);
 	fx->node_up = true;
 	*state = fx;
@@ -442,8 +362,8 @@ static int teardown(void **state)
 {
 	struct fx *fx = *state;
 
-	if (fx->ifd >= 0) {
-		close(fx->ifd);
+	if (fx->im.fd >= 0) {
+		close(fx->im.fd);
 		pump();
 	}
 	/* The backend still answers while the exporter lets go of it. */
@@ -504,7 +424,7 @@ static void test_flooded_queue_does_not_starve(void **state)
 	}
 
 	/* What the link carries, in order: every completion once, queue 1's early. */
-	while (got0 + got1 < FLOOD + 1 && im_recv(&m, copy, sizeof(copy), 3000)) {
+	while (got0 + got1 < FLOOD + 1 && peer_recv(&F->im, &m, copy, sizeof(copy), 3000)) {
 		uint64_t id;
 
 		if (m.type != WIRE_COMPLETION) {

@@ -28,7 +28,6 @@
 
 #include <errno.h>
 #include <netinet/in.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,6 +48,7 @@
 #include "bridge/virtq.h"
 #include "bridge/vu_msg.h"
 #include "bridge/wire.h"
+#include "tests/unit/harness.h"
 
 #define QSIZE     1024u /* the largest the importer accepts by default */
 #define BUDGET    256u  /* docs/security.md case 32: chains per queue per pass */
@@ -68,10 +68,9 @@ struct fx {
 	struct vb_loop *loop;
 	struct node node;
 	bool node_up;
-	int lfd, xfd; /* the exporting node: listener, accepted link */
+	int lfd;        /* the exporting node's listener */
+	struct peer ex; /* the exporting node, on the link it accepted */
 	uint32_t chan;
-	uint8_t rx[1 << 17];
-	size_t rxlen;
 	int fe; /* the VMM's vhost-user connection */
 	int memfd;
 	uint8_t *guest;
@@ -82,76 +81,10 @@ static struct fx *F;
 
 static void pump(void)
 {
-	for (int i = 0; i < 8; i++) {
-		event_base_loop(vb_loop_base(F->loop), EVLOOP_NONBLOCK);
-	}
-}
-
-/* Runs the loop until fd is readable; false after timeout_ms. */
-static bool wait_readable(int fd, int timeout_ms)
-{
-	for (int t = 0; t < timeout_ms; t++) {
-		struct pollfd p = {.fd = fd, .events = POLLIN};
-
-		pump();
-		if (poll(&p, 1, 1) > 0) {
-			return true;
-		}
-	}
-	return false;
+	harness_pump(F->loop, HARNESS_PUMP_ROUNDS);
 }
 
 /* ---- the exporting node ---- */
-
-static void ex_send(const struct wire_msg *m)
-{
-	uint8_t buf[WIRE_HDR_LEN + 512];
-	size_t n = wire_encode(buf, sizeof(buf), m);
-
-	assert_true(n > 0);
-	assert_int_equal(send(F->xfd, buf, n, MSG_NOSIGNAL), (ssize_t)n);
-}
-
-/* The next whole message into *m (pointers into copy), or false after timeout_ms. */
-static bool ex_recv(struct wire_msg *m, uint8_t *copy, size_t cap, int timeout_ms)
-{
-	for (int t = 0;; t++) {
-		uint32_t len = F->rxlen >= 4 ? get_le32(F->rx) : 0;
-		const char *why = NULL;
-
-		if (len && F->rxlen >= len) {
-			assert_true(len <= cap);
-			memcpy(copy, F->rx, len);
-			memmove(F->rx, F->rx + len, F->rxlen - len);
-			F->rxlen -= len;
-			if (wire_decode(copy, len, m, &why) < 0) {
-				fail_msg("importer sent a malformed message: %s", why);
-			}
-			return true;
-		}
-		if (t >= timeout_ms) {
-			return false;
-		}
-		if (wait_readable(F->xfd, 1)) {
-			ssize_t n =
-			    recv(F->xfd, F->rx + F->rxlen, sizeof(F->rx) - F->rxlen, MSG_DONTWAIT);
-
-			assert_true(n > 0);
-			F->rxlen += (size_t)n;
-		}
-	}
-}
-
-static void ex_expect(uint8_t type, struct wire_msg *m, uint8_t *copy, size_t cap)
-{
-	if (!ex_recv(m, copy, cap, 2000)) {
-		fail_msg("no %s from the importer", wire_type_name(type));
-	}
-	if (m->type != type) {
-		fail_msg("%s from the importer, want %s", wire_type_name(m->type),
-		         wire_type_name(type));
-	}
-}
 
 /* Accepts the importer's link, HELLO both ways, ATTACH -> ATTACH_OK (blk, 2 queues). */
 static void ex_attach(void)
@@ -159,15 +92,15 @@ static void ex_attach(void)
 	struct wire_msg m = {.type = WIRE_HELLO}, in;
 	uint8_t copy[1024];
 
-	assert_true(wait_readable(F->lfd, 2000));
-	F->xfd = accept4(F->lfd, NULL, NULL, SOCK_CLOEXEC);
-	assert_true(F->xfd >= 0);
-	ex_expect(WIRE_HELLO, &in, copy, sizeof(copy));
+	assert_true(harness_wait_readable(F->loop, F->lfd, 2000));
+	F->ex.fd = accept4(F->lfd, NULL, NULL, SOCK_CLOEXEC);
+	assert_true(F->ex.fd >= 0);
+	peer_expect(&F->ex, WIRE_HELLO, &in, copy, sizeof(copy));
 	m.u.hello.ver_min = m.u.hello.ver_max = WIRE_VERSION;
 	m.u.hello.epoch = 7;
 	snprintf(m.u.hello.name, sizeof(m.u.hello.name), "ecu-a");
-	ex_send(&m);
-	ex_expect(WIRE_ATTACH, &in, copy, sizeof(copy));
+	peer_send(&F->ex, &m);
+	peer_expect(&F->ex, WIRE_ATTACH, &in, copy, sizeof(copy));
 	assert_string_equal(in.u.attach.name, "disk0");
 	F->chan = in.chan;
 	memset(&m, 0, sizeof(m));
@@ -178,14 +111,14 @@ static void ex_attach(void)
 	m.u.attach_ok.max_queue_size = QSIZE;
 	m.u.attach_ok.features = BIT(VIRTIO_F_VERSION_1) | BIT(12); /* VIRTIO_BLK_F_MQ */
 	m.u.attach_ok.session = 1;
-	ex_send(&m);
+	peer_send(&F->ex, &m);
 }
 
 /* ---- the VMM ---- */
 
 static void fe_send(uint32_t req, const void *p, uint32_t len, int fd)
 {
-	char cbuf[CMSG_SPACE(sizeof(int))];
+	union harness_cmsg cm;
 	uint8_t buf[VU_HDR_SIZE + 64];
 	struct iovec iov = {.iov_base = buf, .iov_len = VU_HDR_SIZE + len};
 	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
@@ -197,18 +130,7 @@ static void fe_send(uint32_t req, const void *p, uint32_t len, int fd)
 	if (len) {
 		memcpy(buf + VU_HDR_SIZE, p, len);
 	}
-	if (fd >= 0) {
-		struct cmsghdr *c;
-
-		memset(cbuf, 0, sizeof(cbuf));
-		mh.msg_control = cbuf;
-		mh.msg_controllen = sizeof(cbuf);
-		c = CMSG_FIRSTHDR(&mh);
-		c->cmsg_level = SOL_SOCKET;
-		c->cmsg_type = SCM_RIGHTS;
-		c->cmsg_len = CMSG_LEN(sizeof(int));
-		memcpy(CMSG_DATA(c), &fd, sizeof(int));
-	}
+	assert_int_equal(harness_attach_fds(&mh, &cm, &fd, fd >= 0), 0);
 	assert_int_equal(sendmsg(F->fe, &mh, MSG_NOSIGNAL), (ssize_t)iov.iov_len);
 }
 
@@ -218,7 +140,7 @@ static uint64_t fe_call(uint32_t req, const void *p, uint32_t len, int fd)
 	uint8_t hdr[VU_HDR_SIZE], v[8];
 
 	fe_send(req, p, len, fd);
-	assert_true(wait_readable(F->fe, 2000));
+	assert_true(harness_wait_readable(F->loop, F->fe, 2000));
 	assert_int_equal(recv(F->fe, hdr, sizeof(hdr), MSG_WAITALL), VU_HDR_SIZE);
 	assert_int_equal(get_le32(hdr), req);
 	assert_int_equal(get_le32(hdr + 8), 8);
@@ -315,22 +237,10 @@ static void kick(unsigned q)
 static uint64_t requests_of(unsigned q)
 {
 	struct jw w;
-	char key[32];
-	const char *at;
-	uint64_t v;
 
 	jw_init(&w);
 	import_status_json(F->node.imports[0], &w);
-	assert_false(w.failed);
-	jw_raw(&w, "", 1); /* NUL */
-	snprintf(key, sizeof(key), "{\"index\":%u,", q);
-	at = strstr(w.buf, key);
-	assert_non_null(at);
-	at = strstr(at, "\"requests\":");
-	assert_non_null(at);
-	v = strtoull(at + strlen("\"requests\":"), NULL, 10);
-	jw_free(&w);
-	return v;
+	return status_counter(&w, q, "requests");
 }
 
 /* ---- fixture ---- */
@@ -345,7 +255,9 @@ static int setup(void **state)
 	fx = calloc(1, sizeof(*fx));
 	assert_non_null(fx);
 	F = fx;
-	fx->xfd = fx->fe = -1;
+	fx->ex.fd = fx->fe = -1;
+	fx->ex.node = "importer";
+	fx->ex.expect_ms = 2000;
 	snprintf(fx->dir, sizeof(fx->dir), "/tmp/test_importer.XXXXXX");
 	assert_non_null(mkdtemp(fx->dir));
 	fx->lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -361,6 +273,7 @@ static int setup(void **state)
 	assert_int_equal(config_finish(&fx->cfg, err, sizeof(err)), 0);
 	fx->loop = vb_loop_new();
 	assert_non_null(fx->loop);
+	fx->ex.loop = fx->loop;
 	assert_int_equal(node_init(&fx->node, fx->loop, &fx->cfg), 0);
 	fx->node_up = true;
 	fx->memfd = memfd_create("test_importer-guest", MFD_CLOEXEC);
@@ -388,8 +301,8 @@ static int teardown(void **state)
 	if (fx->node_up) {
 		node_fini(&fx->node);
 	}
-	if (fx->xfd >= 0) {
-		close(fx->xfd);
+	if (fx->ex.fd >= 0) {
+		close(fx->ex.fd);
 	}
 	close(fx->lfd);
 	vb_loop_free(fx->loop);
@@ -442,7 +355,7 @@ static void test_flooded_queue_does_not_starve(void **state)
 	}
 
 	/* What the link carries, in order: every chain once, queue 1 early. */
-	while (got0 + got1 < QSIZE + 1 && ex_recv(&m, copy, sizeof(copy), 3000)) {
+	while (got0 + got1 < QSIZE + 1 && peer_recv(&F->ex, &m, copy, sizeof(copy), 3000)) {
 		uint16_t head;
 
 		if (m.type != WIRE_REQUEST) {

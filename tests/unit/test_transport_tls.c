@@ -16,7 +16,6 @@
 #include <cmocka.h>
 
 #include <arpa/inet.h>
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -37,6 +36,7 @@
 #include "bridge/log.h"
 #include "bridge/loop.h"
 #include "bridge/util.h"
+#include "tests/unit/harness.h"
 #include "transport/tcp/tls.h"
 #include "transport/transport.h"
 
@@ -911,20 +911,6 @@ static int raw_listener(char *uri, size_t len)
 	assert_int_equal(getsockname(lfd, (struct sockaddr *)&sin, &slen), 0);
 	snprintf(uri, len, "tls://127.0.0.1:%d", ntohs(sin.sin_port));
 	return lfd;
-}
-
-static int fd_count(void)
-{
-	DIR *d = opendir("/proc/self/fd");
-	struct dirent *de;
-	int n = 0;
-
-	assert_non_null(d);
-	while ((de = readdir(d)) != NULL) {
-		n += de->d_name[0] != '.';
-	}
-	closedir(d);
-	return n;
 }
 
 /* A ClientHello at 1 byte per second: the listener gives up after its handshake timeout. */

@@ -14,10 +14,8 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,8 +27,6 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include <event2/event.h>
-
 #include "bridge/gmem.h"
 #include "bridge/log.h"
 #include "bridge/loop.h"
@@ -39,6 +35,7 @@
 #include "bridge/virtq.h"
 #include "bridge/vu_dev.h"
 #include "bridge/vu_msg.h"
+#include "tests/unit/harness.h"
 
 #define NQ        2
 #define QMAX      256
@@ -189,59 +186,11 @@ static const struct vu_dev_ops owner_ops = {
     .disconnected = o_disconnected,
 };
 
-/* ---- process state: fds and mappings ---- */
-
-static int fd_count(void)
-{
-	DIR *dir = opendir("/proc/self/fd");
-	struct dirent *e;
-	int n = 0;
-
-	assert_non_null(dir);
-	while ((e = readdir(dir))) {
-		n += e->d_name[0] != '.';
-	}
-	closedir(dir);
-	return n - 1; /* the DIR's own fd */
-}
-
-static int guest_mappings(void)
-{
-	FILE *f = fopen("/proc/self/maps", "r");
-	char line[512];
-	int n = 0;
-
-	assert_non_null(f);
-	while (fgets(line, sizeof(line), f)) {
-		n += strstr(line, MEMFD_TAG) != NULL;
-	}
-	fclose(f);
-	return n;
-}
-
 /* ---- driving the loop ---- */
 
 static void pump(void)
 {
-	struct event_base *base = vb_loop_base(F->loop);
-
-	for (int i = 0; i < 8; i++) {
-		event_base_loop(base, EVLOOP_NONBLOCK);
-	}
-}
-
-/* Runs the loop until fd is readable (or hung up); false after timeout_ms. */
-static bool wait_readable(int fd, int timeout_ms)
-{
-	for (int t = 0; t < timeout_ms; t++) {
-		struct pollfd p = {.fd = fd, .events = POLLIN};
-
-		pump();
-		if (poll(&p, 1, 1) > 0) {
-			return true;
-		}
-	}
-	return false;
+	harness_pump(F->loop, HARNESS_PUMP_ROUNDS);
 }
 
 /* ---- the scripted frontend ---- */
@@ -271,22 +220,11 @@ static int fe_connect(void)
 
 static void fe_send_raw(int fd, const void *buf, size_t len, const int *fds, unsigned nfds)
 {
-	char cbuf[CMSG_SPACE(8 * sizeof(int))];
+	union harness_cmsg cm;
 	struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};
 	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
 
-	if (nfds) {
-		struct cmsghdr *c;
-
-		memset(cbuf, 0, sizeof(cbuf));
-		mh.msg_control = cbuf;
-		mh.msg_controllen = CMSG_SPACE(nfds * sizeof(int));
-		c = CMSG_FIRSTHDR(&mh);
-		c->cmsg_level = SOL_SOCKET;
-		c->cmsg_type = SCM_RIGHTS;
-		c->cmsg_len = CMSG_LEN(nfds * sizeof(int));
-		memcpy(CMSG_DATA(c), fds, nfds * sizeof(int));
-	}
+	assert_int_equal(harness_attach_fds(&mh, &cm, fds, nfds), 0);
 	assert_int_equal(sendmsg(fd, &mh, MSG_NOSIGNAL), (ssize_t)len);
 }
 
@@ -310,7 +248,7 @@ static void fe_recv(int fd, struct rmsg *m)
 {
 	uint8_t hdr[VU_HDR_SIZE];
 
-	assert_true(wait_readable(fd, 2000));
+	assert_true(harness_wait_readable(F->loop, fd, 2000));
 	assert_int_equal(recv(fd, hdr, sizeof(hdr), MSG_WAITALL), VU_HDR_SIZE);
 	m->request = get_le32(hdr);
 	m->flags = get_le32(hdr + 4);
@@ -424,7 +362,7 @@ static bool fe_closed(int fd)
 	for (int i = 0; i < 100; i++) {
 		ssize_t n;
 
-		if (!wait_readable(fd, 2000)) {
+		if (!harness_wait_readable(F->loop, fd, 2000)) {
 			return false;
 		}
 		n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
@@ -694,16 +632,16 @@ static void test_legacy_start_on_kick(void **state)
 static void test_vmm_gone(void **state)
 {
 	int base_fds = fd_count();
-	int base_maps = guest_mappings();
+	int base_maps = map_count(MEMFD_TAG);
 	int kfd, cfd, fd = fe_start(&kfd, &cfd);
 
-	assert_int_equal(guest_mappings(), base_maps + 1);
+	assert_int_equal(map_count(MEMFD_TAG), base_maps + 1);
 	close(fd);
 	pump();
 	assert_int_equal(F->o.stops, 1);
 	assert_int_equal(F->o.disconnected, 1);
 	assert_string_equal(F->o.reason, "frontend closed the connection");
-	assert_int_equal(guest_mappings(), base_maps);
+	assert_int_equal(map_count(MEMFD_TAG), base_maps);
 	close(kfd);
 	close(cfd);
 	assert_int_equal(fd_count(), base_fds);
@@ -1224,7 +1162,7 @@ static void test_hostile(void **state)
 	for (size_t i = 0; i < ARRAY_SIZE(hostile_cases); i++) {
 		const struct hostile *h = &hostile_cases[i];
 		int base_fds = fd_count();
-		int base_maps = guest_mappings();
+		int base_maps = map_count(MEMFD_TAG);
 		int before = F->o.disconnected;
 		int fd;
 
@@ -1240,7 +1178,7 @@ static void test_hostile(void **state)
 		close(fd);
 		pump();
 		assert_int_equal(fd_count(), base_fds);
-		assert_int_equal(guest_mappings(), base_maps);
+		assert_int_equal(map_count(MEMFD_TAG), base_maps);
 		check_fresh_frontend_works();
 		assert_int_equal(fd_count(), base_fds);
 	}

@@ -3,7 +3,6 @@
  * accounting on every error path, and a front-end driving a scripted fake
  * back-end thread.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -29,19 +28,7 @@
 #include "bridge/vu_front.h"
 #include "bridge/vu_io.h"
 #include "bridge/vu_msg.h"
-
-static int count_fds(void)
-{
-	DIR *d = opendir("/proc/self/fd");
-	int n = 0;
-
-	assert_non_null(d);
-	while (readdir(d)) {
-		n++;
-	}
-	closedir(d);
-	return n;
-}
+#include "tests/unit/harness.h"
 
 static void sleep_ms(int ms)
 {
@@ -66,27 +53,16 @@ static void close_pair(int sv[2])
 /* Raw write of len bytes with nfds copies of fd attached. */
 static void send_raw(int sock, const void *buf, size_t len, int fd, int nfds)
 {
-	char cbuf[CMSG_SPACE(16 * sizeof(int))];
+	union harness_cmsg cm;
 	struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};
 	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
-	int fds[16];
+	int fds[HARNESS_MAX_FDS];
 
-	assert_true(nfds <= 16);
-	if (nfds) {
-		struct cmsghdr *c;
-
-		for (int i = 0; i < nfds; i++) {
-			fds[i] = fd;
-		}
-		memset(cbuf, 0, sizeof(cbuf));
-		mh.msg_control = cbuf;
-		mh.msg_controllen = CMSG_SPACE(nfds * sizeof(int));
-		c = CMSG_FIRSTHDR(&mh);
-		c->cmsg_level = SOL_SOCKET;
-		c->cmsg_type = SCM_RIGHTS;
-		c->cmsg_len = CMSG_LEN(nfds * sizeof(int));
-		memcpy(CMSG_DATA(c), fds, nfds * sizeof(int));
+	assert_true(nfds >= 0 && nfds <= HARNESS_MAX_FDS);
+	for (int i = 0; i < nfds; i++) {
+		fds[i] = fd;
 	}
+	assert_int_equal(harness_attach_fds(&mh, &cm, fds, (unsigned)nfds), 0);
 	assert_int_equal(sendmsg(sock, &mh, MSG_NOSIGNAL), (ssize_t)len);
 }
 
@@ -116,7 +92,7 @@ static void test_split_header_payload(void **state)
 	int base;
 
 	pair(sv);
-	base = count_fds();
+	base = fd_count();
 	vu_rx_init(&rx, &m, false);
 	put_hdr_payload(buf, VHOST_USER_SET_VRING_KICK, VU_VERSION, 8, 3);
 	assert_int_equal(vu_rx_read(sv[0], &rx, &why), 0); /* nothing yet */
@@ -136,10 +112,10 @@ static void test_split_header_payload(void **state)
 	assert_int_equal(vu_msg_check_request(&m, &why), 0);
 	/* MSG_CMSG_CLOEXEC */
 	assert_true(fcntl(m.fds[0], F_GETFD) & FD_CLOEXEC);
-	assert_int_equal(count_fds(), base + 1);
+	assert_int_equal(fd_count(), base + 1);
 	vu_msg_close_fds(&m);
 	assert_int_equal(m.nfds, 0);
-	assert_int_equal(count_fds(), base);
+	assert_int_equal(fd_count(), base);
 	/* Ready for the next message. */
 	assert_int_equal(vu_rx_read(sv[0], &rx, &why), 0);
 	close_pair(sv);
@@ -207,7 +183,7 @@ static void test_eof_mid_header(void **state)
 	int sv[2], base;
 
 	pair(sv);
-	base = count_fds();
+	base = fd_count();
 	vu_rx_init(&rx, &m, false);
 	vu_hdr_put(buf, VHOST_USER_SET_VRING_CALL, VU_VERSION, 8);
 	send_raw(sv[1], buf, 6, efd, 2);
@@ -215,7 +191,7 @@ static void test_eof_mid_header(void **state)
 	assert_int_equal(vu_rx_read(sv[0], &rx, &why), -ECONNRESET);
 	assert_non_null(why);
 	assert_int_equal(m.nfds, 0);
-	assert_int_equal(count_fds(), base - 1); /* only sv[1] went away */
+	assert_int_equal(fd_count(), base - 1); /* only sv[1] went away */
 	close(sv[0]);
 	close(efd);
 }
@@ -260,7 +236,7 @@ static void test_bad_header(void **state)
 		int sv[2], base;
 
 		pair(sv);
-		base = count_fds();
+		base = fd_count();
 		vu_rx_init(&rx, &m, false);
 		vu_hdr_put(buf, VHOST_USER_SET_FEATURES, bad_hdrs[i].flags, bad_hdrs[i].size);
 		send_raw(sv[1], buf, sizeof(buf), efd, 3);
@@ -268,7 +244,7 @@ static void test_bad_header(void **state)
 		print_message("bad header %s: %s\n", bad_hdrs[i].what, why);
 		/* Rejected on the header alone: the payload bytes were not read. */
 		assert_int_equal(pending(sv[0]), 64);
-		assert_int_equal(count_fds(), base);
+		assert_int_equal(fd_count(), base);
 		close_pair(sv);
 	}
 	close(efd);
@@ -289,7 +265,7 @@ static void test_fds_on_fdless_request(void **state)
 	tx.fds[0] = efd;
 	tx.fds[1] = efd;
 	tx.nfds = 2;
-	base = count_fds();
+	base = fd_count();
 	for (int i = 0; i < 10000; i++) {
 		assert_int_equal(vu_send(sv[1], &tx, 1000), 0);
 		assert_int_equal(vu_rx_read(sv[0], &rx, &why), 1);
@@ -297,7 +273,7 @@ static void test_fds_on_fdless_request(void **state)
 		assert_int_equal(vu_msg_check_request(&m, &why), -EPROTO);
 		vu_msg_close_fds(&m);
 	}
-	assert_int_equal(count_fds(), base);
+	assert_int_equal(fd_count(), base);
 	close_pair(sv);
 	close(efd);
 }
@@ -312,7 +288,7 @@ static void test_too_many_fds(void **state)
 	int sv[2], base;
 
 	pair(sv);
-	base = count_fds();
+	base = fd_count();
 	put_hdr_payload(buf, VHOST_USER_SET_VRING_KICK, VU_VERSION, 8, 0);
 	for (int i = 0; i < 1000; i++) {
 		vu_rx_init(&rx, &m, false);
@@ -323,7 +299,7 @@ static void test_too_many_fds(void **state)
 		assert_int_equal(pending(sv[0]), 8);
 		assert_int_equal(read(sv[0], buf, 8), 8);
 	}
-	assert_int_equal(count_fds(), base);
+	assert_int_equal(fd_count(), base);
 	close_pair(sv);
 	close(efd);
 }
@@ -339,15 +315,15 @@ static void test_too_many_fds_split(void **state)
 	int sv[2], base;
 
 	pair(sv);
-	base = count_fds();
+	base = fd_count();
 	vu_rx_init(&rx, &m, false);
 	put_hdr_payload(buf, VHOST_USER_SET_VRING_KICK, VU_VERSION, 8, 0);
 	send_raw(sv[1], buf, VU_HDR_SIZE, efd, 5);
 	assert_int_equal(vu_rx_read(sv[0], &rx, &why), 0);
-	assert_int_equal(count_fds(), base + 5);
+	assert_int_equal(fd_count(), base + 5);
 	send_raw(sv[1], buf + VU_HDR_SIZE, 8, efd, 4);
 	assert_int_equal(vu_rx_read(sv[0], &rx, &why), -EPROTO);
-	assert_int_equal(count_fds(), base);
+	assert_int_equal(fd_count(), base);
 	close_pair(sv);
 	close(efd);
 }
@@ -363,14 +339,14 @@ static void test_rx_reset_closes(void **state)
 	int sv[2], base;
 
 	pair(sv);
-	base = count_fds();
+	base = fd_count();
 	vu_rx_init(&rx, &m, false);
 	vu_hdr_put(buf, VHOST_USER_SET_MEM_TABLE, VU_VERSION, 40);
 	send_raw(sv[1], buf, VU_HDR_SIZE, efd, 3);
 	assert_int_equal(vu_rx_read(sv[0], &rx, &why), 0);
-	assert_int_equal(count_fds(), base + 3);
+	assert_int_equal(fd_count(), base + 3);
 	vu_rx_reset(&rx);
-	assert_int_equal(count_fds(), base);
+	assert_int_equal(fd_count(), base);
 	assert_int_equal(m.nfds, 0);
 	close_pair(sv);
 	close(efd);
@@ -496,7 +472,7 @@ static void test_send_partial_fds_once(void **state)
 	pair(sv);
 	assert_int_equal(fcntl(sv[1], F_SETFL, O_NONBLOCK), 0);
 	assert_int_equal(setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof(small)), 0);
-	base = count_fds();
+	base = fd_count();
 	r.sock = sv[1];
 	vu_msg_init(&tx, VHOST_USER_SET_CONFIG, 0);
 	tx.size = VU_MAX_PAYLOAD;
@@ -509,7 +485,7 @@ static void test_send_partial_fds_once(void **state)
 	}
 	pthread_join(th, NULL);
 	assert_int_equal(r.bad, 0);
-	assert_int_equal(count_fds(), base);
+	assert_int_equal(fd_count(), base);
 	close_pair(sv);
 	close(efd);
 }
@@ -818,7 +794,7 @@ static void test_front_good(void **state)
 	                             {0x100000, 0x10000, 0x7f0000100000ull, 0}};
 	struct vu_vring_addr a = {0, 0, 0x1000, 0x2000, 0x3000, 0};
 	uint8_t cfg[4], cfgw[4] = {1, 2, 3, 4};
-	int base = count_fds();
+	int base = fd_count();
 	int mfds[2], efd = eventfd(0, EFD_CLOEXEC);
 	uint64_t v;
 	unsigned base_idx;
@@ -871,7 +847,7 @@ static void test_front_good(void **state)
 	close(mfds[0]);
 	close(mfds[1]);
 	close(efd);
-	assert_int_equal(count_fds(), base);
+	assert_int_equal(fd_count(), base);
 }
 
 /* Without REPLY_ACK, set-requests carry no NEED_REPLY and wait for nothing. */
@@ -887,7 +863,7 @@ static void test_front_no_reply_ack(void **state)
 	struct fake fk;
 	struct vu_front *f;
 	uint64_t v;
-	int base = count_fds();
+	int base = fd_count();
 
 	fake_start(&fk, noack_steps, ARRAY_SIZE(noack_steps));
 	f = front_open(&fk, 2000);
@@ -898,7 +874,7 @@ static void test_front_no_reply_ack(void **state)
 	assert_int_equal(v, 7);
 	vu_front_free(f);
 	fake_stop(&fk);
-	assert_int_equal(count_fds(), base);
+	assert_int_equal(fd_count(), base);
 }
 
 enum call { C_GET_FEATURES, C_SET_OWNER_ACK, C_GET_VRING_BASE };
@@ -1032,7 +1008,7 @@ static void test_front_bad_replies(void **state)
 		struct vu_front *f;
 		uint64_t v;
 		uint64_t t0;
-		int base = count_fds();
+		int base = fd_count();
 		int ret;
 
 		fake_start(&fk, steps, 2);
@@ -1054,7 +1030,7 @@ static void test_front_bad_replies(void **state)
 		assert_int_equal(vu_front_open_backend_channel(f), -EPIPE);
 		vu_front_free(f);
 		fake_stop(&fk);
-		assert_int_equal(count_fds(), base);
+		assert_int_equal(fd_count(), base);
 	}
 }
 
@@ -1114,7 +1090,7 @@ static void test_front_backend_channel(void **state)
 		struct fake fk;
 		struct vu_front *f;
 		uint32_t req = 0;
-		int base = count_fds();
+		int base = fd_count();
 		int ret;
 
 		fake_start(&fk, steps, 3);
@@ -1132,7 +1108,7 @@ static void test_front_backend_channel(void **state)
 		assert_int_equal(vu_front_backend_read(f, &req), -ENOTCONN);
 		vu_front_free(f);
 		fake_stop(&fk);
-		assert_int_equal(count_fds(), base);
+		assert_int_equal(fd_count(), base);
 	}
 }
 
@@ -1159,7 +1135,7 @@ static void test_front_broken_channel(void **state)
 	struct pollfd p;
 	uint32_t req = 0;
 	uint64_t v;
-	int base = count_fds();
+	int base = fd_count();
 
 	fake_start(&fk, broken_chan_steps, ARRAY_SIZE(broken_chan_steps));
 	f = front_open(&fk, 1000);
@@ -1176,21 +1152,21 @@ static void test_front_broken_channel(void **state)
 	assert_true(vu_front_broken(f));
 	vu_front_free(f);
 	fake_stop(&fk);
-	assert_int_equal(count_fds(), base);
+	assert_int_equal(fd_count(), base);
 }
 
 static void test_front_connect_fails(void **state)
 {
 	char err[128] = "";
 	char longpath[200];
-	int base = count_fds();
+	int base = fd_count();
 
 	assert_null(vu_front_connect("/tmp/vb-test-no-such-socket", 100, err, sizeof(err)));
 	assert_true(strlen(err) > 0);
 	memset(longpath, 'x', sizeof(longpath) - 1);
 	longpath[sizeof(longpath) - 1] = 0;
 	assert_null(vu_front_connect(longpath, 100, err, sizeof(err)));
-	assert_int_equal(count_fds(), base);
+	assert_int_equal(fd_count(), base);
 	vu_front_free(NULL);
 }
 
