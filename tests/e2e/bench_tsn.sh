@@ -26,6 +26,9 @@
 #   BENCH_SECONDS     seconds per workload (default 5)
 #   BENCH_ROUNDS      rounds (default 3)
 #   BENCH_OUT=FILE    keep every result (one JSON object a line, labelled)
+#   BENCH_PERF=1      after the rounds, perf record each pair's daemons during
+#                     one more 64 KiB randread and print where the samples fell
+#                     (BENCH_ROUNDS=0 BENCH_PERF=1: the profile alone)
 #   BENCH_VERBOSE=1   vbridged -v
 # Exit status: 0 when every part of every round ran, 1 otherwise (the table
 # still shows what ran).
@@ -206,6 +209,26 @@ start_pair() {
 	}
 }
 
+# profile T: perf record of T's exporter and importer during a 64 KiB QD32
+# randread; prints the share of the samples under a few functions (children
+# included: a syscall wrapper counts its kernel path).
+profile() {
+	local t=$1 bp data=$VB_TMP/perf-$1.data
+	vb_log "perf: $t 64k-randread-qd32"
+	ip netns exec "$VB_NS_B" timeout -k 5 "$TMO" "$VBLK" --socket "$VB_TMP/$t-b/disk0.sock" \
+		--seconds $((SECS + 2)) --warmup 200 --size 64k --depth 32 --rw randread \
+		>"$VB_TMP/perf-$t.txt" 2>&1 &
+	bp=$!
+	sleep 1
+	perf record -q -F 1999 -g -o "$data" -p "${EXP[$t]},${IMP[$t]}" -- sleep "$SECS" \
+		>/dev/null 2>&1
+	wait "$bp" || { echo "perf: $t: vblk-bench failed" >&2; return 1; }
+	echo "profile of the $t:// exporter + importer: $(tail -n 1 "$VB_TMP/perf-$t.txt")"
+	perf report -i "$data" --children --sort sym -g none --stdio 2>/dev/null |
+		grep -E '\] (__GI___ioctl|__sendmmsg|__recvmmsg|__GI___writev|__writev|__libc_recv|epoll_wait|__memmove[a-z0-9_]*|__memcpy[a-z0-9_]*|tsn_port_mtu|avtp_decode|rel_[a-z_]*|frag_rx_push|pvm_irq_enable)$' |
+		awk '{ printf "  %-36s %7s of samples (self %s)\n", $4, $1, $2 }' | head -n 16
+}
+
 start_servers() {
 	vb_run_in "$VB_NS_A" "$PKTB" server --interface "$VB_IF_A" --idle 900 \
 		>"$VB_TMP/pkt-server.log" 2>&1
@@ -376,6 +399,7 @@ main() {
 	declare -gA EXP IMP QSD NS
 	vb_need_root
 	vb_need_cmd qemu-storage-daemon ip python3 timeout
+	[[ -z ${BENCH_PERF:-} ]] || vb_need_cmd perf
 	for f in "$VBLK" "$TCPB" "$PKTB" "$VBCTL" "$VBRIDGED"; do
 		[[ -x $f ]] || vb_fail "no $f: build first (cmake --build $VB_BUILD)"
 	done
@@ -414,6 +438,12 @@ main() {
 		vb_alive "${EXP[$k]}" && vb_alive "${IMP[$k]}" || ERRS+=("a $k daemon died")
 	done
 	report
+	if [[ -n ${BENCH_PERF:-} ]]; then
+		echo
+		for k in tsn tcp; do
+			profile "$k" || ERRS+=("perf $k failed")
+		done
+	fi
 	echo
 	echo "run of $START, $REV"
 	echo "load average (1, 5, 15 min) at the start: $LOAD0; at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
