@@ -783,7 +783,9 @@ static void tsn_demux_frame(struct tsn_port *p, const uint8_t *buf, size_t len, 
 	}
 	rc = tsn_frame_token(&f, &token, &open);
 	if (rc == 1) {
+		dm->refs++; /* the accept callback may close the listener */
 		tsn_listener_open(dm, &f, &open, vb_now_ns());
+		tsn_demux_put(dm);
 		return;
 	}
 	for (l = dm->links; l; l = l->next) {
@@ -798,43 +800,62 @@ static void tsn_demux_frame(struct tsn_port *p, const uint8_t *buf, size_t len, 
 		dm->no_link++;
 		return;
 	}
+	dm->refs++; /* the link's last close must not free the demux under us */
 	tsn_enter(l);
 	tsn_link_rx(l, &f, vb_now_ns());
 	tsn_leave(l);
+	tsn_demux_put(dm);
 }
 
 /* After a batch: deliver, acknowledge once per class, send what the credit allows. */
+/* Deliver what is in order, acknowledge, send what the credit allows, re-arm. */
+static void tsn_link_service(struct tsn_link *l, uint64_t now)
+{
+	for (unsigned ci = 0; ci < AVTP_NCLASS && !l->closed; ci++) {
+		tsn_cls_deliver(l, ci);
+	}
+	for (unsigned ci = 0; ci < AVTP_NCLASS && !l->closed && l->state == TSN_UP; ci++) {
+		if (l->cls[ci].ready && rel_rx_ack_need(&l->cls[ci].rx) != REL_ACK_NONE) {
+			tsn_send_ack(l, ci);
+		}
+	}
+	if (!l->closed) {
+		tsn_pump(l, now);
+		tsn_writable_check(l);
+	}
+	if (!l->closed && l->state == TSN_UP) {
+		tsn_schedule(l, now);
+	}
+}
+
+/*
+ * After a batch: every link serviced once. Upcalls may close any link, so
+ * the next one is held (tsn_enter) while the current one runs: a close
+ * then only marks it, and it is freed when we let go of it.
+ */
 static void tsn_demux_batch_end(struct tsn_port *p, void *arg)
 {
 	struct tsn_demux *dm = arg;
 	uint64_t now = vb_now_ns();
-	struct tsn_link *l, *next;
+	struct tsn_link *l = dm->links, *next;
 
-	for (l = dm->links; l; l = next) {
-		next = l->next;
-		if (l->closed || l->state != TSN_UP) {
-			continue;
-		}
+	dm->refs++; /* as in tsn_demux_frame */
+	if (l) {
 		tsn_enter(l);
-		for (unsigned ci = 0; ci < AVTP_NCLASS && !l->closed; ci++) {
-			tsn_cls_deliver(l, ci);
-		}
-		for (unsigned ci = 0; ci < AVTP_NCLASS && !l->closed && l->state == TSN_UP; ci++) {
-			if (l->cls[ci].ready && rel_rx_ack_need(&l->cls[ci].rx) != REL_ACK_NONE) {
-				tsn_send_ack(l, ci);
-			}
-		}
-		if (!l->closed) {
-			tsn_pump(l, now);
-			tsn_writable_check(l);
+	}
+	while (l) {
+		next = l->next;
+		if (next) {
+			tsn_enter(next);
 		}
 		if (!l->closed && l->state == TSN_UP) {
-			tsn_schedule(l, now);
+			tsn_link_service(l, now);
 		}
-		next = l->next;
 		tsn_leave(l);
+		l = next;
 	}
 	tsn_port_flush(dm->port);
+	tsn_demux_put(dm);
 }
 
 /* --- timers --------------------------------------------------------------------------------- */
@@ -897,15 +918,14 @@ static void tsn_timer_cb(evutil_socket_t fd, short what, void *arg)
 	tsn_leave(l);
 }
 
+/* Output queued by transport_send(), or input held while paused: once per loop turn. */
 static void tsn_kick_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct tsn_link *l = arg;
-	uint64_t now = vb_now_ns();
 
 	tsn_enter(l);
-	tsn_pump(l, now);
 	if (!l->closed && l->state == TSN_UP) {
-		tsn_schedule(l, now);
+		tsn_link_service(l, vb_now_ns());
 	}
 	tsn_port_flush(l->dm->port);
 	tsn_leave(l);
@@ -1189,7 +1209,7 @@ static void tsn_pause_rx(struct transport *t, int pause)
 	l->paused = pause != 0;
 	if (was && !l->paused && l->state == TSN_UP && !l->closed) {
 		/* Deliver what waited, and open the window again, from the loop. */
-		tsn_demux_batch_end(l->dm->port, l->dm);
+		event_active(l->kick, EV_TIMEOUT, 0);
 	}
 }
 

@@ -71,6 +71,8 @@ struct tsn_txq {
 struct tsn_port {
 	struct tsn_port *next; /* all open ports */
 	unsigned refs;
+	unsigned busy; /* inside tsn_rx_cb: the last put only marks the port dead */
+	bool dead;
 	struct event_base *evb;
 	char name[IFNAMSIZ];
 	int ifindex;
@@ -175,12 +177,16 @@ unsigned tsn_port_mtu(struct tsn_port *p)
 	return p->mtu;
 }
 
+static void tsn_port_close(struct tsn_port *p);
+
 static void tsn_rx_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct tsn_port *p = arg;
 	struct mmsghdr msg[TSN_BATCH];
 	struct iovec iov[TSN_BATCH];
 	struct sockaddr_ll from[TSN_BATCH];
+
+	p->busy++;
 
 	for (int round = 0; round < TSN_RX_ROUNDS; round++) {
 		int n;
@@ -200,7 +206,7 @@ static void tsn_rx_cb(evutil_socket_t fd, short what, void *arg)
 			break;
 		}
 		p->st.rx_batches++;
-		for (int i = 0; i < n && p->h; i++) {
+		for (int i = 0; i < n && p->h && !p->dead; i++) {
 			/* Truncated (MSG_TRUNC) or looped-back frames are not ours to parse. */
 			if ((msg[i].msg_hdr.msg_flags & MSG_TRUNC) ||
 			    from[i].sll_pkttype == PACKET_OUTGOING) {
@@ -214,8 +220,11 @@ static void tsn_rx_cb(evutil_socket_t fd, short what, void *arg)
 			break;
 		}
 	}
-	if (p->h && p->h->batch_end) {
+	if (p->h && p->h->batch_end && !p->dead) {
 		p->h->batch_end(p, p->harg);
+	}
+	if (--p->busy == 0 && p->dead) {
+		tsn_port_close(p); /* the handler let go of the port meanwhile */
 	}
 }
 
@@ -365,6 +374,11 @@ void tsn_port_put(struct tsn_port *p)
 			*pp = p->next;
 			break;
 		}
+	}
+	if (p->busy) {
+		p->dead = true; /* tsn_rx_cb closes it on the way out */
+		p->h = NULL;
+		return;
 	}
 	tsn_port_close(p);
 }
