@@ -157,7 +157,7 @@ case_hostile() {
 	local drops0 drops1 tok0 tok1 dup0 dup1
 	drops0=$(counter a port_dropped) tok0=$(counter a wrong_token) dup0=$(counter a duplicates)
 	# Capture one real data frame from B to A to replay, with tshark's -w.
-	capture_on "$VB_TMP/seg.pcap" 1 "ether proto 0x22f0 and ether[14] == 0x05"
+	capture_on "$VB_TMP/seg.pcap" 1 "ether proto 0x22f0 and ether src $VB_MAC_B and ether[14] == 0x05"
 	verify hostile-prep 5 32
 	wait "$CAP_PID" || vb_fail "hostile: no data frame captured"
 	ip netns exec "$VB_NS_B" python3 - "$VB_IF_B" "$VB_MAC_A" "$VB_MAC_B" "$VB_TMP/seg.pcap" <<'PY' ||
@@ -208,7 +208,8 @@ case_forged_ack() {
 	capture_on_b() {
 		local i
 		ip netns exec "$VB_NS_B" timeout 30 tshark -q -i "$VB_IF_B" -c 1 \
-			-f "ether proto 0x22f0 and ether[14] == 0x05 and ether src $VB_MAC_A" -w "$1" \
+			-f "ether proto 0x22f0 and ether src $VB_MAC_A and ether[14] == 0x82 and ether[26] == 0xf2" \
+			-w "$1" \
 			>"$1.log" 2>&1 &
 		CAP_PID=$!
 		for ((i = 0; i < 200; i++)); do
@@ -219,7 +220,7 @@ case_forged_ack() {
 	}
 	capture_on_b "$VB_TMP/segb.pcap"
 	verify forged-prep 7 32
-	wait "$CAP_PID" || vb_fail "forged-ack: no data frame from A captured"
+	wait "$CAP_PID" || vb_fail "forged-ack: no ACK from A captured"
 	ip netns exec "$VB_NS_A" python3 - "$VB_IF_A" "$VB_MAC_A" "$VB_MAC_B" "$VB_TMP/segb.pcap" <<'PY' ||
 import socket, struct, sys
 ifc, mac_a, mac_b, pcap = sys.argv[1:5]
@@ -228,9 +229,11 @@ B = bytes.fromhex(mac_b.replace(":", ""))
 raw = open(pcap, "rb").read()
 at = raw.find(B + A + b"\x22\xf0")
 assert at >= 0, "no frame in the capture"
-seg = raw[at:at + 60]
-token, seq = struct.unpack(">II", seg[14 + 24 + 4:14 + 24 + 12])
-ack = struct.pack(">HBBIIIQ", 0x79 << 9 | 6, 0, 0, token, (seq + 1000000) & 0xFFFFFFFF, 256, 0)
+# A's ACK to B: NTSCF (12 bytes) then ACF ACK: B's token, and B's stream's cum.
+real = raw[at:at + 60]
+token, cum = struct.unpack(">II", real[14 + 12 + 4:14 + 12 + 12])
+# Far beyond anything B has sent (it has at most 256 segments out), well short of 2^31.
+ack = struct.pack(">HBBIIIQ", 0x79 << 9 | 6, 0, 0, token, (cum + 100000) & 0xFFFFFFFF, 256, 0)
 ntscf = struct.pack(">BBBBQ", 0x82, 0x80 | (len(ack) >> 8), len(ack) & 0xFF, 0,
                     int.from_bytes(A, "big") << 16)
 frame = B + A + b"\x22\xf0" + ntscf + ack
