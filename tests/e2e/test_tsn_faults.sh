@@ -56,12 +56,13 @@ verify() {
 	grep -q 'read back intact' "$VB_TMP/bench-$1.log" || vb_fail "$1: verify printed no result"
 }
 
-# capture_on OUT.pcap COUNT FILTER: tshark on ECU A's interface in the
-# background (pid in CAP_PID) until COUNT frames or 30 s, once it captures.
+# capture_on OUT.pcap COUNT FILTER [b]: tshark on ECU A's interface (ECU B's
+# with "b") in the background (pid in CAP_PID) until COUNT frames or 30 s,
+# once it captures.
 capture_on() {
-	local i
-	ip netns exec "$VB_NS_A" timeout 30 tshark -q -i "$VB_IF_A" -c "$2" -f "$3" -w "$1" \
-		>"$1.log" 2>&1 &
+	local i ns=$VB_NS_A ifc=$VB_IF_A
+	[[ ${4:-} == b ]] && ns=$VB_NS_B ifc=$VB_IF_B
+	ip netns exec "$ns" timeout 30 tshark -q -i "$ifc" -c "$2" -f "$3" -w "$1" >"$1.log" 2>&1 &
 	CAP_PID=$!
 	for ((i = 0; i < 200; i++)); do
 		grep -q 'Capturing on' "$1.log" 2>/dev/null && return 0
@@ -205,20 +206,8 @@ PY
 
 case_forged_ack() {
 	local facts
-	capture_on_b() {
-		local i
-		ip netns exec "$VB_NS_B" timeout 30 tshark -q -i "$VB_IF_B" -c 1 \
-			-f "ether proto 0x22f0 and ether src $VB_MAC_A and ether[14] == 0x82 and ether[26] == 0xf2" \
-			-w "$1" \
-			>"$1.log" 2>&1 &
-		CAP_PID=$!
-		for ((i = 0; i < 200; i++)); do
-			grep -q 'Capturing on' "$1.log" 2>/dev/null && return 0
-			sleep 0.1
-		done
-		vb_fail "tshark did not start capturing on B: $(tail -n 3 "$1.log")"
-	}
-	capture_on_b "$VB_TMP/segb.pcap"
+	capture_on "$VB_TMP/segb.pcap" 1 \
+		"ether proto 0x22f0 and ether src $VB_MAC_A and ether[14] == 0x82 and ether[26] == 0xf2" b
 	verify forged-prep 7 32
 	wait "$CAP_PID" || vb_fail "forged-ack: no ACK from A captured"
 	ip netns exec "$VB_NS_A" python3 - "$VB_IF_A" "$VB_MAC_A" "$VB_MAC_B" "$VB_TMP/segb.pcap" <<'PY' ||
