@@ -326,6 +326,33 @@ static inline int bench_opt_set(const struct bench_opt *d, const char *arg, void
  * getopt_long over the table from argv[optind]; --help prints the usage and
  * exits 0, a bad option or value exits 2. Leaves optind at the first operand.
  */
+/*
+ * The subcommand argv[1] names: its index among the n entries of cmds, each
+ * size bytes with the name (const char *) first. "--help" prints the usage
+ * and exits 0; a missing or unknown one exits 2. Leaves optind at 2.
+ */
+static inline size_t bench_pick_cmd(int argc, char **argv, const char *prog, const char *synopsis,
+                                    const void *cmds, size_t n, size_t size,
+                                    const struct bench_opt *t, size_t nopts)
+{
+	if (argc < 2) {
+		fprintf(stderr, "%s", synopsis);
+		exit(2);
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (strcmp(argv[1], *(const char *const *)((const char *)cmds + i * size)) == 0) {
+			optind = 2;
+			return i;
+		}
+	}
+	if (strcmp(argv[1], "--help") == 0) {
+		bench_usage(stdout, synopsis, t, nopts);
+		exit(0);
+	}
+	fprintf(stderr, "%s: %s: not a command\n%s", prog, argv[1], synopsis);
+	exit(2);
+}
+
 static inline void bench_getopt(int argc, char **argv, const char *synopsis,
                                 const struct bench_opt *t, size_t n, void *o)
 {

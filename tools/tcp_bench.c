@@ -392,26 +392,10 @@ int main(int argc, char **argv)
 	                 .count = 10000,
 	                 .warmup = 100,
 	                 .seconds = 0};
-	const struct cmd *cmd = NULL;
+	const struct cmd *cmd = &cmds[bench_pick_cmd(argc, argv, "tcp-bench", synopsis, cmds,
+	                                             sizeof(cmds) / sizeof(cmds[0]),
+	                                             sizeof(cmds[0]), opt_table, N_OPTS)];
 
-	if (argc < 2) {
-		fprintf(stderr, "%s", synopsis);
-		return 2;
-	}
-	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
-		if (strcmp(argv[1], cmds[i].name) == 0) {
-			cmd = &cmds[i];
-		}
-	}
-	if (!cmd && strcmp(argv[1], "--help") == 0) {
-		bench_usage(stdout, synopsis, opt_table, N_OPTS);
-		return 0;
-	}
-	if (!cmd) {
-		fprintf(stderr, "tcp-bench: %s: not a command\n%s", argv[1], synopsis);
-		return 2;
-	}
-	optind = 2;
 	bench_getopt(argc, argv, synopsis, opt_table, N_OPTS, &o);
 	if (optind != argc || !o.addr) {
 		fprintf(stderr, "%s(--help lists the options)\n", synopsis);
