@@ -521,3 +521,108 @@ vb_nft_dropped() {
 	ip netns exec "$1" nft list table netdev vbloss 2>/dev/null |
 		sed -n 's/.*counter packets \([0-9]*\).*/\1/p' | head -n1
 }
+
+# ---- gPTP between the ECUs with linuxptp (ptp4l, pmc; written for 3.1.1)
+# All namespaces share the host's CLOCK_REALTIME, so every instance runs
+# free_running 1: ptp4l then opens no clock at all (clkid CLOCK_INVALID) and
+# never calls clock_adjtime, so it neither steps nor steers the host clock
+# (nor clears its leap/UNSYNC status bits, which a plain master does at
+# start). It still measures and reports master_offset. Software time stamps
+# (veth has no PHC), gPTP profile (transportSpecific 1, L2, P2P).
+
+# vb_ptp_sock TAG: the management socket of instance TAG.
+vb_ptp_sock() { echo "$VB_TMP/ptp4l-$1.sock"; }
+
+# vb_ptp4l NS IF ROLE TAG: start ptp4l on IF in NS as the gPTP grandmaster
+# (ROLE master: gmCapable, priority1 246) or as a slave that can never win
+# (ROLE slave: slaveOnly, priority1 255). Config $VB_TMP/ptp4l-TAG.cfg, log
+# $VB_TMP/ptp4l-TAG.log (appended to: the same TAG restarts an instance),
+# management socket vb_ptp_sock TAG (waited for). Sets VB_PTP_PID_TAG (TAG:
+# letters, digits, _; the pid is ptp4l's own); prints nothing.
+vb_ptp4l() {
+	local ns=$1 ifc=$2 role=$3 tag=$4 cfg sock log pid roleopt=()
+	[[ $tag =~ ^[A-Za-z0-9_]+$ ]] || { echo "vb_ptp4l: bad tag '$tag'" >&2; return 2; }
+	case $role in
+	master) roleopt=('gmCapable 1' 'priority1 246' 'priority2 248') ;;
+	# ptp4l refuses slaveOnly with gmCapable 0.
+	slave) roleopt=('gmCapable 1' 'slaveOnly 1' 'priority1 255' 'priority2 255') ;;
+	*) echo "vb_ptp4l: role '$role' is neither master nor slave" >&2; return 2 ;;
+	esac
+	cfg=$VB_TMP/ptp4l-$tag.cfg
+	log=$VB_TMP/ptp4l-$tag.log
+	sock=$(vb_ptp_sock "$tag")
+	# sun_path holds 107 characters and a NUL; ptp4l and pmc would both
+	# silently cut a longer path (pmc -s refuses more than 108).
+	((${#sock} <= 100)) || { echo "vb_ptp4l: socket path too long: $sock" >&2; return 1; }
+	{
+		echo "[global]"
+		# gPTP.cfg of linuxptp, less priority1/2 (set per role below) and
+		# neighborPropDelayThresh: its 800 ns suits hardware time stamps;
+		# veth with software ones measures 1-2 us, asCapable then stays
+		# false and the slave drops every Announce without a word (pr_debug).
+		# 20 ms is ptp4l's default.
+		printf '%s\n' 'logAnnounceInterval 0' 'logSyncInterval -3' \
+			'syncReceiptTimeout 3' 'neighborPropDelayThresh 20000000' \
+			'min_neighbor_prop_delay -20000000' 'assume_two_step 1' \
+			'path_trace_enabled 1' 'follow_up_info 1' 'transportSpecific 0x1' \
+			'ptp_dst_mac 01:80:C2:00:00:0E' 'network_transport L2' \
+			'delay_mechanism P2P'
+		printf '%s\n' 'time_stamping software' 'free_running 1' 'use_syslog 0' \
+			"uds_address $sock" "${roleopt[@]}"
+		# linuxptp 4.0 added a read-only socket, /var/run/ptp4lro unless
+		# set, which two instances would fight over; 3.1.1 rejects the
+		# option ("unknown option uds_ro_address").
+		[[ $(ptp4l -v 2>/dev/null) =~ ^[0-3]\. ]] || echo "uds_ro_address ${sock%.sock}-ro.sock"
+	} >"$cfg" || return 1
+	# A socket left by a killed instance would pass the wait below at once.
+	rm -f "$sock"
+	# A restart appends: the log keeps the whole story.
+	[[ " ${VB_LOGS[*]} " == *" $log "* ]] || vb_log_add "$log"
+	vb_run_in "$ns" ptp4l -f "$cfg" -i "$ifc" -m >>"$log" 2>&1
+	pid=$VB_LAST_PID
+	printf -v "VB_PTP_PID_$tag" '%s' "$pid"
+	vb_wait_for_socket "$sock" 10 "$pid" || return 1
+	[[ $role == slave ]] || return 0
+	# A free-running ptp4l (3.1.1 clock_no_adjust) reports its servo locked,
+	# and so lets the port go UNCALIBRATED -> SLAVE, only once told that
+	# its local sync is certain; until then it stays UNCALIBRATED forever.
+	vb_pmc "$tag" 'SET SYNCHRONIZATION_UNCERTAIN_NP 0' | grep -q 'uncertain[[:space:]]*0$' ||
+		{ echo "vb_ptp4l: $tag did not take SET SYNCHRONIZATION_UNCERTAIN_NP 0" >&2; return 1; }
+}
+
+# vb_pmc TAG CMD...: send the management commands CMD ('GET TIME_STATUS_NP')
+# to instance TAG over its UNIX socket and print pmc's output (one reply
+# block per command; only the "sending:" line if ptp4l did not answer).
+# -b 0: the request stays in that ptp4l, not forwarded to the link.
+vb_pmc() {
+	local tag=$1
+	shift
+	pmc -u -b 0 -t 1 -d 0 -s "$(vb_ptp_sock "$tag")" -i "$VB_TMP/pmc-$tag.$BASHPID" "$@"
+}
+
+# vb_ptp_wait_slave TAG TIMEOUT: wait (0.5 s polls) until instance TAG's port
+# is SLAVE and it sees a grandmaster (gmPresent true); fails the test with the
+# last pmc output after TIMEOUT s, or at once if that ptp4l has exited.
+vb_ptp_wait_slave() {
+	local tag=$1 out t0 pid
+	t0=$(vb_now)
+	pid=VB_PTP_PID_$tag
+	pid=${!pid:-}
+	while :; do
+		[[ -z $pid ]] || vb_alive "$pid" || vb_fail "ptp4l $tag (pid $pid) has exited"
+		out=$(vb_pmc "$tag" 'GET PORT_DATA_SET' 'GET TIME_STATUS_NP' 'GET PORT_DATA_SET_NP' 2>&1)
+		grep -q 'portState[[:space:]]*SLAVE$' <<<"$out" &&
+			grep -q 'gmPresent[[:space:]]*true$' <<<"$out" && return 0
+		awk -v t="$(vb_elapsed "$t0")" -v d="$2" 'BEGIN { exit !(t >= d) }' &&
+			vb_fail "ptp4l $tag: no SLAVE with a grandmaster after $2 s; last pmc reply:"$'\n'"$out"
+		sleep 0.5
+	done
+}
+
+# vb_ptp_clock_id MAC: the clockIdentity ptp4l makes of MAC (EUI-48 to
+# EUI-64: ff:fe in the middle) as pmc prints it, aabbcc.fffe.ddeeff.
+vb_ptp_clock_id() {
+	local m=${1//:/}
+	m=${m,,}
+	echo "${m:0:6}.fffe.${m:6:6}"
+}
