@@ -5,11 +5,12 @@ The seeds follow the unit tests' vectors: the golden wire encodings are read
 out of tests/unit/test_wire.c, the others restate the tables of
 test_config.c, test_virtq.c, test_vu_msg.c, test_vu_dev.c (QEMU 7.2's
 set-up sequence and the hostile cases), test_avtp.c (the golden tsn://
-frames, made again here from docs/protocol.md section 11) and test_qdisc.c
-(RTM_GETQDISC dumps, in host byte order) in each harness's input format,
-which is described at the top of each fuzz_*.c. Seeds are
-small (a few hundred bytes); run this again after changing a harness's
-input format.
+frames, made again here from docs/protocol.md section 11), test_qdisc.c
+(RTM_GETQDISC dumps, in host byte order) and test_ptpmgmt.c (ptp4l's
+management datagrams, read out of it as test_wire.c's frames are) in each
+harness's input format, which is described at the top of each fuzz_*.c.
+Seeds are small (a few hundred bytes); run this again after changing a
+harness's input format.
 
 Usage: tests/fuzz/make_seeds.py [OUTDIR]   (default: tests/fuzz/corpus)
 """
@@ -812,6 +813,41 @@ def qdisc_seeds():
     return seeds
 
 
+# ---- fuzz_ptpmgmt: ptp4l's management datagrams, as captured in test_ptpmgmt.c -----------------
+
+
+def ptpmgmt_seeds():
+    text = open(os.path.join(SRC, "tests/unit/test_ptpmgmt.c")).read()
+    seeds = {}
+    # Adjacent string literals of hex digits and spaces form one datagram; keep those whose
+    # messageLength (bytes 2-3, big-endian) is their size.
+    for m in re.finditer(r'((?:"[0-9a-f ]*"\s*)+)', text):
+        hexs = "".join(re.findall(r'"([0-9a-f ]*)"', m.group(1))).replace(" ", "")
+        if len(hexs) < 96 or len(hexs) % 2:
+            continue
+        msg = bytes.fromhex(hexs)
+        if struct.unpack_from(">H", msg, 2)[0] != len(msg):
+            continue
+        seeds["vec-%02d-%04x" % (len(seeds), struct.unpack_from(">H", msg, 52)[0])] = msg
+    if len(seeds) < 14:
+        sys.exit("make_seeds: found only %d ptp management messages in test_ptpmgmt.c" % len(seeds))
+    err = next(v for k, v in seeds.items() if v[48:50] == b"\x00\x02")
+    tp = next(v for k, v in seeds.items() if len(v) == 58 and v[52:54] == b"\x20\x03")
+
+    def with_text(t):
+        value = err[52:60] + bytes([len(t)]) + t + b"\0" * ((1 + len(t)) & 1)
+        n = 52 + len(value)
+        return err[:2] + struct.pack(">H", n) + err[4:50] + struct.pack(">H", len(value)) + value
+
+    seeds["error-text-long"] = with_text(bytes(0x20 + i % 95 for i in range(255)))
+    seeds["error-text-binary"] = with_text(b"bad\x01\x7f\xff\n ok!")
+    seeds["bad-type"] = b"\x10" + tp[1:]
+    seeds["bad-short"] = tp[:40]
+    seeds["bad-tlv-length"] = tp[:50] + b"\x00\x08" + tp[52:]
+    seeds["bad-tlv-type"] = tp[:48] + b"\x00\x03" + tp[50:]
+    return seeds
+
+
 TARGETS = {
     "fuzz_wire": wire_seeds,
     "fuzz_config": config_seeds,
@@ -822,6 +858,7 @@ TARGETS = {
     "fuzz_tls": tls_seeds,
     "fuzz_avtp": avtp_seeds,
     "fuzz_qdisc": qdisc_seeds,
+    "fuzz_ptpmgmt": ptpmgmt_seeds,
 }
 
 # Targets whose seeds differ on every run.
