@@ -370,8 +370,11 @@ static int dec_request(const uint8_t *b, size_t n, struct wire_msg *m, const cha
 	r->t_deadline = get_le64(b + 32);
 	r->rd_len = (uint32_t)(n - REQ_BODY);
 	r->data = b + REQ_BODY;
-	if (r->flags != 0) {
-		return BAD("REQUEST: flags not 0");
+	if (r->flags & ~WIRE_REQ_FLAGS) {
+		return BAD("REQUEST: unknown flags");
+	}
+	if ((r->flags & WIRE_REQ_FLAGS) && !r->t_deadline) {
+		return BAD("REQUEST: deadline flags without a deadline");
 	}
 	if (r->id == 0) {
 		return BAD("REQUEST: id is 0");
@@ -432,15 +435,15 @@ static int dec_completion(const uint8_t *b, size_t n, struct wire_msg *m, const 
 	if (get_le32(b + 4) != 0) {
 		return BAD("COMPLETION: reserved field not 0");
 	}
-	if (c->status > WIRE_CPL_FAILED) {
+	if (c->status > WIRE_CPL_LATE) {
 		return BAD("COMPLETION: unknown status");
 	}
 	if (c->id == 0) {
 		return BAD("COMPLETION: id is 0");
 	}
 	/* A request that did not run wrote nothing; data here would be invented. */
-	if (c->status == WIRE_CPL_FAILED && c->written) {
-		return BAD("COMPLETION: FAILED status with written data");
+	if (c->status != WIRE_CPL_OK && c->written) {
+		return BAD("COMPLETION: FAILED or LATE status with written data");
 	}
 	return 0;
 }

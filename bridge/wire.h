@@ -103,7 +103,7 @@ struct wire_status {
 
 struct wire_request {
 	uint16_t queue;
-	uint16_t flags;      /* 0 in v1 */
+	uint16_t flags;      /* WIRE_REQ_* */
 	uint32_t wr_len;     /* writable bytes the driver offers */
 	uint64_t id;         /* monotonic per device session, never 0 */
 	uint64_t ack;        /* COMPLETIONs of this device session received so far */
@@ -116,7 +116,13 @@ struct wire_request {
 enum wire_cpl_status {
 	WIRE_CPL_OK = 0,     /* executed by the device */
 	WIRE_CPL_FAILED = 1, /* not executed: device gone or request refused */
+	WIRE_CPL_LATE = 2,   /* not executed: it arrived after its deadline (WIRE_REQ_DROP_LATE) */
 };
+
+/* REQUEST flags (protocol.md 4.9). */
+#define WIRE_REQ_DROP_LATE   0x0001u /* arriving after t_deadline: complete LATE, do not run */
+#define WIRE_REQ_HOLD_UNSYNC 0x0002u /* hold it while the exporter's clock is unsynchronized */
+#define WIRE_REQ_FLAGS       (WIRE_REQ_DROP_LATE | WIRE_REQ_HOLD_UNSYNC)
 
 struct wire_completion {
 	uint16_t queue;

@@ -584,7 +584,20 @@ static const struct decode_case decode_cases[] = {
     /* REQUEST */
     {"REQUEST id 0", B_REQUEST, {S64(20, 0)}, PROTO, "id is 0"},
     {"REQUEST id 2^64-1", B_REQUEST, {S64(20, UINT64_MAX)}, 0, NULL},
-    {"REQUEST flags 1", B_REQUEST, {S16(14, 1)}, PROTO, "REQUEST: flags"},
+    {"REQUEST flags 4", B_REQUEST, {S16(14, 4)}, PROTO, "REQUEST: unknown flags"},
+    {"REQUEST flags 0x8000", B_REQUEST, {S16(14, 0x8000)}, PROTO, "REQUEST: unknown flags"},
+    {"REQUEST DROP_LATE with a deadline", B_REQUEST, {S16(14, 1)}, 0, NULL},
+    {"REQUEST DROP_LATE|HOLD_UNSYNC", B_REQUEST, {S16(14, 3)}, 0, NULL},
+    {"REQUEST DROP_LATE without a deadline",
+     B_REQUEST,
+     {S16(14, 1), S64(44, 0)},
+     PROTO,
+     "without a deadline"},
+    {"REQUEST HOLD_UNSYNC without a deadline",
+     B_REQUEST,
+     {S16(14, 2), S64(44, 0)},
+     PROTO,
+     "without a deadline"},
     /* ack counts completions: any value decodes, its growth is the session's check */
     {"REQUEST ack beyond id", B_REQUEST, {S64(28, 8)}, 0, NULL},
     {"REQUEST ack equal to id", B_REQUEST, {S64(28, 7)}, 0, NULL},
@@ -600,7 +613,9 @@ static const struct decode_case decode_cases[] = {
     {"REQUEST 16 + 0xffffffff", B_REQUEST, {S32(16, 0xffffffff)}, PROTO, "2^32"},
     /* COMPLETION */
     {"COMPLETION id 0", B_COMPLETION, {S64(20, 0)}, PROTO, "id is 0"},
-    {"COMPLETION status 2", B_COMPLETION, {S16(14, 2)}, PROTO, "unknown status"},
+    {"COMPLETION status 3", B_COMPLETION, {S16(14, 3)}, PROTO, "unknown status"},
+    {"COMPLETION LATE with data", B_COMPLETION, {S16(14, 2)}, PROTO, "LATE"},
+    {"COMPLETION LATE without data", B_COMPLETION, {S16(14, 2), CUT(44)}, 0, NULL},
     {"COMPLETION reserved 1", B_COMPLETION, {S32(16, 1)}, PROTO, "reserved"},
     {"COMPLETION FAILED with data", B_COMPLETION, {S16(14, 1)}, PROTO, "FAILED"},
     {"COMPLETION FAILED without data", B_COMPLETION, {S16(14, 1), CUT(44)}, 0, NULL},
@@ -806,11 +821,11 @@ static void mod_req_nodata(struct wire_msg *m)
 }
 static void mod_req_flags(struct wire_msg *m)
 {
-	m->u.request.flags = 2;
+	m->u.request.flags = 4;
 }
 static void mod_cpl_status(struct wire_msg *m)
 {
-	m->u.completion.status = 2;
+	m->u.completion.status = 3;
 }
 static void mod_cpl_nodata(struct wire_msg *m)
 {
@@ -871,9 +886,9 @@ static const struct encode_case encode_cases[] = {
     {"QUEUE_START flags 1", B_QSTART, mod_queue_flags},
     {"REQUEST id 0", B_REQUEST, mod_req_id0},
     {"REQUEST data NULL", B_REQUEST, mod_req_nodata},
-    {"REQUEST flags 2", B_REQUEST, mod_req_flags},
+    {"REQUEST flags 4", B_REQUEST, mod_req_flags},
     {"REQUEST on channel 0", B_REQUEST, mod_chan0},
-    {"COMPLETION status 2", B_COMPLETION, mod_cpl_status},
+    {"COMPLETION status 3", B_COMPLETION, mod_cpl_status},
     {"COMPLETION data NULL", B_COMPLETION, mod_cpl_nodata},
     {"CONFIG len 0", B_CONFIG, mod_cfg_len0},
     {"CONFIG data NULL", B_CONFIG, mod_cfg_data_null},
