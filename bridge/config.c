@@ -126,6 +126,43 @@ static int parse_size_range(const char *s, uint64_t min, uint64_t max, uint64_t 
 	return 0;
 }
 
+/*
+ * A duration: decimal with a unit, ns, us, ms or s ("5ms", "250us"); a bare
+ * 0 is allowed. Up to max ns.
+ */
+static int parse_duration(const char *s, uint64_t max, uint64_t *out)
+{
+	static const struct {
+		const char *unit;
+		uint64_t ns;
+	} units[] = {{"ns", 1}, {"us", 1000}, {"ms", 1000000}, {"s", 1000000000}};
+	char num[24];
+	size_t n = strspn(s, "0123456789");
+	uint64_t v;
+
+	if (n == 0 || n >= sizeof(num)) {
+		return -EINVAL;
+	}
+	memcpy(num, s, n);
+	num[n] = '\0';
+	if (parse_dec(num, max, &v) < 0) {
+		return -EINVAL;
+	}
+	if (!s[n]) {
+		return v == 0 ? (*out = 0, 0) : -EINVAL;
+	}
+	for (size_t i = 0; i < ARRAY_SIZE(units); i++) {
+		if (!strcmp(s + n, units[i].unit)) {
+			if (v > max / units[i].ns) {
+				return -EINVAL;
+			}
+			*out = v * units[i].ns;
+			return 0;
+		}
+	}
+	return -EINVAL;
+}
+
 static int name_ok(const char *s)
 {
 	return wire_name_valid(s, strnlen(s, VB_NAME_MAX + 1));
@@ -413,6 +450,114 @@ static int exp_allow(void *obj, const char *v, char *err, size_t errlen)
 	}
 }
 
+/*
+ * Per-queue values: "V" for every queue, or "Q:V[/Q:V...]" for some, where
+ * "*:V" sets every queue; items apply in order, so "*:5ms/1:0" gives queue
+ * 1 none and the others 5 ms. The setter gets each (queue, value) pair
+ * (queue -1: every queue).
+ */
+static int per_queue(const char *v, void *obj,
+                     int (*one)(void *obj, int q, const char *val, char *err, size_t errlen),
+                     char *err, size_t errlen)
+{
+	char item[64];
+
+	if (!strchr(v, ':')) {
+		return one(obj, -1, v, err, errlen);
+	}
+	while (*v) {
+		size_t n = strcspn(v, "/");
+		char *colon;
+		uint64_t q;
+		int rc;
+
+		if (n == 0 || n >= sizeof(item)) {
+			return errf(err, errlen, "want VALUE or QUEUE:VALUE[/QUEUE:VALUE...]");
+		}
+		memcpy(item, v, n);
+		item[n] = '\0';
+		colon = strchr(item, ':');
+		if (!colon) {
+			return errf(err, errlen, "'%s': want QUEUE:VALUE", item);
+		}
+		*colon = '\0';
+		if (!strcmp(item, "*")) {
+			rc = one(obj, -1, colon + 1, err, errlen);
+		} else if (parse_dec(item, VB_MAX_QUEUES - 1, &q) < 0) {
+			return errf(err, errlen, "queue '%s': want 0..%d or *", item,
+			            VB_MAX_QUEUES - 1);
+		} else {
+			rc = one(obj, (int)q, colon + 1, err, errlen);
+		}
+		if (rc < 0) {
+			return rc;
+		}
+		if (v[n] == '/' && !v[n + 1]) {
+			return errf(err, errlen, "want VALUE or QUEUE:VALUE[/QUEUE:VALUE...]");
+		}
+		v += n + (v[n] == '/');
+	}
+	return 0;
+}
+
+/* The largest latency budget: 10 s (a presentation time, not a timeout). */
+#define LATENCY_MAX_NS 10000000000ull
+
+static int imp_latency_one(void *obj, int q, const char *v, char *err, size_t errlen)
+{
+	struct vb_import *i = obj;
+	uint64_t ns;
+
+	if (parse_duration(v, LATENCY_MAX_NS, &ns) < 0) {
+		return errf(err, errlen, "'%s': want 0 or a duration up to 10s (5ms, 500us)", v);
+	}
+	for (int k = 0; k < VB_MAX_QUEUES; k++) {
+		if (q < 0 || k == q) {
+			i->latency_ns[k] = ns;
+		}
+	}
+	return 0;
+}
+
+static int imp_late_one(void *obj, int q, const char *v, char *err, size_t errlen)
+{
+	struct vb_import *i = obj;
+	uint64_t bits = q < 0 ? ~0ull : 1ull << q;
+
+	if (!strcmp(v, "drop")) {
+		i->late_drop |= bits;
+	} else if (!strcmp(v, "deliver")) {
+		i->late_drop &= ~bits;
+	} else {
+		return errf(err, errlen, "'%s': want deliver or drop", v);
+	}
+	return 0;
+}
+
+static int imp_latency(void *obj, const char *v, char *err, size_t errlen)
+{
+	return per_queue(v, obj, imp_latency_one, err, errlen);
+}
+
+static int imp_late(void *obj, const char *v, char *err, size_t errlen)
+{
+	return per_queue(v, obj, imp_late_one, err, errlen);
+}
+
+static int imp_on_unsync(void *obj, const char *v, char *err, size_t errlen)
+{
+	struct vb_import *i = obj;
+
+	if (!strcmp(v, "hold")) {
+		i->on_unsync_hold = 1;
+	} else if (!strcmp(v, "deliver")) {
+		i->on_unsync_hold = 0;
+	} else {
+		return errf(err, errlen, "on-unsync: want deliver or hold");
+	}
+	return 0;
+}
+
 enum export_opt { EO_TYPE, EO_CONFIG_SIZE, EO_POOL, EO_ALLOW, EO_CLASS };
 
 static const struct spec_opt export_opts[] = {
@@ -422,8 +567,8 @@ static const struct spec_opt export_opts[] = {
 };
 
 static const struct spec_opt import_opts[] = {
-    {"socket", imp_socket},
-    {"class", imp_class},
+    {"socket", imp_socket}, {"class", imp_class},         {"latency", imp_latency},
+    {"late", imp_late},     {"on-unsync", imp_on_unsync},
 };
 
 /* Applies the ",key=value" options that follow the first field; each may appear once. */
@@ -711,6 +856,65 @@ static int set_tsn_vlan(struct vb_config *c, const char *v, char *err, size_t er
 	return 0;
 }
 
+static int set_ptp4l(struct vb_config *c, const char *v, char *err, size_t errlen)
+{
+	c->ptp4l[0] = '\0';
+	c->ptp_local = 0;
+	if (!strcmp(v, "none")) {
+		return 0;
+	}
+	if (!strcmp(v, "local")) {
+		c->ptp_local = 1;
+		return 0;
+	}
+	if (!path_ok(v)) {
+		return errf(err, errlen, "want none, local or a socket path of 1..%d bytes",
+		            VB_PATH_MAX - 1);
+	}
+	strcpy(c->ptp4l, v);
+	return 0;
+}
+
+static int set_ptp_domain(struct vb_config *c, const char *v, char *err, size_t errlen)
+{
+	uint64_t n;
+
+	if (parse_dec(v, 255, &n) < 0) {
+		return errf(err, errlen, "want a PTP domain number 0..255");
+	}
+	c->ptp_domain = (int)n;
+	return 0;
+}
+
+static int set_ptp_transport_specific(struct vb_config *c, const char *v, char *err, size_t errlen)
+{
+	uint64_t n;
+
+	if (!strcmp(v, "auto")) {
+		c->ptp_transport_specific = -1;
+		return 0;
+	}
+	if (parse_dec(v, 15, &n) < 0) {
+		return errf(err, errlen, "want auto or 0..15 (gPTP: 1)");
+	}
+	c->ptp_transport_specific = (int)n;
+	return 0;
+}
+
+static int set_ptp_max_offset(struct vb_config *c, const char *v, char *err, size_t errlen)
+{
+	if (parse_duration(v, 1000000000ull, &c->ptp_max_offset_ns) < 0 ||
+	    c->ptp_max_offset_ns == 0) {
+		return errf(err, errlen, "want a duration from 1ns to 1s (100us, 1us)");
+	}
+	return 0;
+}
+
+static int set_time_trace(struct vb_config *c, const char *v, char *err, size_t errlen)
+{
+	return set_file_key(c->time_trace, sizeof(c->time_trace), v, err, errlen);
+}
+
 static int set_max_queue_size(struct vb_config *c, const char *v, char *err, size_t errlen)
 {
 	uint64_t n;
@@ -758,6 +962,11 @@ enum key_id {
 	K_TLS_PIN,
 	K_ALLOW_PLAINTEXT,
 	K_TSN_VLAN,
+	K_PTP4L,
+	K_PTP_DOMAIN,
+	K_PTP_TRANSPORT_SPECIFIC,
+	K_PTP_MAX_OFFSET,
+	K_TIME_TRACE,
 	K_COUNT
 };
 
@@ -817,6 +1026,22 @@ static const struct config_key keys[K_COUNT] = {
     [K_TSN_VLAN] = {"tsn-vlan", required_argument, 0, set_tsn_vlan,
                     "802.1Q tag on tsn:// frames: VID 0..4094, PCP from the class (default none)",
                     0, 0, "VID"},
+    [K_PTP4L] = {"ptp4l", required_argument, 0, set_ptp4l,
+                 "gPTP time from ptp4l's management socket (its uds_address); none; or local: "
+                 "trust the system clock (default none)",
+                 0, 0, "PATH"},
+    [K_PTP_DOMAIN] = {"ptp-domain", required_argument, 0, set_ptp_domain,
+                      "ptp4l's domainNumber (default 0)", 0, 0, "N"},
+    [K_PTP_TRANSPORT_SPECIFIC] = {"ptp-transport-specific", required_argument, 0,
+                                  set_ptp_transport_specific,
+                                  "ptp4l's transportSpecific, 0..15 (default auto: 1, then 0)", 0,
+                                  0, "N"},
+    [K_PTP_MAX_OFFSET] = {"ptp-max-offset", required_argument, 0, set_ptp_max_offset,
+                          "largest |master offset| still synchronized (default 100us)", 0, 0,
+                          "DURATION"},
+    [K_TIME_TRACE] = {"time-trace", required_argument, 0, set_time_trace,
+                      "append one CSV line per timed buffer released (tests, benchmarks)", 0, 0,
+                      "FILE"},
 };
 
 static const struct config_key *key_by_name(const char *name)
@@ -855,6 +1080,8 @@ void config_defaults(struct vb_config *c)
 	c->max_queue_size = 1024;
 	c->max_msg = WIRE_MAX_MSG;
 	c->tsn_vlan = -1;
+	c->ptp_transport_specific = -1;
+	c->ptp_max_offset_ns = 100000;
 }
 
 int config_set(struct vb_config *c, const char *key, const char *value, char *err, size_t errlen)
@@ -1326,19 +1553,24 @@ int config_finish(struct vb_config *c, char *err, size_t errlen)
 
 void config_usage(FILE *f)
 {
-	fputs("vbridged [-d] [-v] [-n] [-f FILE] [--node NAME] [--listen URI]...\n"
-	      "         [--export NAME=BACKEND]... [--import NAME=SOURCE[,socket=PATH]]...\n"
-	      "         [--runtime-dir DIR] [--control PATH]\n"
-	      "BACKEND  vhost-user:PATH     connect as frontend to a backend's socket\n"
-	      "SOURCE   tcp://HOST:PORT     the export called NAME on that node\n"
-	      "         tls://HOST:PORT     the same over TLS 1.3 (--tls-cert/key/ca)\n"
-	      "\n"
-	      "BACKEND options: ,type=T (a virtio device name or id) ,config-size=N ,pool=SIZE\n"
-	      "                 ,allow=NODE[:NODE...] (who may attach; default anyone)\n"
-	      "SOURCE  HOST is a name, a.b.c.d or [v6]; socket defaults to RUNTIME_DIR/NAME.sock\n"
-	      "A ',,' in PATH stands for one ','.\n"
-	      "\n",
-	      f);
+	fputs(
+	    "vbridged [-d] [-v] [-n] [-f FILE] [--node NAME] [--listen URI]...\n"
+	    "         [--export NAME=BACKEND]... [--import NAME=SOURCE[,socket=PATH]]...\n"
+	    "         [--runtime-dir DIR] [--control PATH]\n"
+	    "BACKEND  vhost-user:PATH     connect as frontend to a backend's socket\n"
+	    "SOURCE   tcp://HOST:PORT     the export called NAME on that node\n"
+	    "         tls://HOST:PORT     the same over TLS 1.3 (--tls-cert/key/ca)\n"
+	    "\n"
+	    "BACKEND options: ,type=T (a virtio device name or id) ,config-size=N ,pool=SIZE\n"
+	    "                 ,allow=NODE[:NODE...] (who may attach; default anyone)\n"
+	    "SOURCE  HOST is a name, a.b.c.d or [v6]; socket defaults to RUNTIME_DIR/NAME.sock\n"
+	    "SOURCE options: ,socket=PATH ,class=control|audio|video|bulk\n"
+	    "                ,latency=DURATION (presentation time after capture; 0 none)\n"
+	    "                ,late=deliver|drop ,on-unsync=deliver|hold\n"
+	    "                latency and late take V or QUEUE:V[/QUEUE:V...] (* for every queue)\n"
+	    "A ',,' in PATH stands for one ','.\n"
+	    "\n",
+	    f);
 	for (size_t i = 0; i < K_COUNT; i++) {
 		const struct config_key *k = &keys[i];
 		char opt[64];

@@ -18,6 +18,7 @@
 #define VB_MAX_IMPORTS    32
 #define VB_MAX_ALLOW      16
 #define VB_MAX_PINS       4
+#define VB_MAX_QUEUES     64 /* VU_DEV_MAX_QUEUES */
 #define VB_DEFAULT_RUNDIR "/run/vbridge"
 
 enum vb_export_kind {
@@ -41,6 +42,10 @@ struct vb_import {
 	char source[VB_URI_MAX + 1]; /* tcp://HOST:PORT */
 	char socket[VB_PATH_MAX];    /* socket=PATH, else RUNTIME_DIR/NAME.sock */
 	unsigned cls;                /* class=NAME: traffic class of its requests, control */
+	/* Presentation time (docs/operations.md "Time"): per queue */
+	uint64_t latency_ns[VB_MAX_QUEUES]; /* latency=DURATION: budget after capture; 0 none */
+	uint64_t late_drop;                 /* late=drop: bit per queue; else deliver */
+	int on_unsync_hold; /* on-unsync=hold: no new requests while unsynchronized */
 };
 
 struct vb_config {
@@ -65,8 +70,14 @@ struct vb_config {
 	char tls_ca[VB_PATH_MAX * 2];
 	char tls_pins[VB_MAX_PINS][72];
 	unsigned ntls_pins;
-	int allow_plaintext; /* tcp:// beyond loopback */
-	int tsn_vlan;        /* tsn-vlan=VID: 802.1Q tag on tsn:// frames; -1 none */
+	int allow_plaintext;              /* tcp:// beyond loopback */
+	int tsn_vlan;                     /* tsn-vlan=VID: 802.1Q tag on tsn:// frames; -1 none */
+	char ptp4l[VB_PATH_MAX];          /* ptp4l's management socket (uds_address); "" none */
+	int ptp_local;                    /* ptp4l=local: no ptp4l, the system clock is trusted */
+	int ptp_domain;                   /* its domainNumber */
+	int ptp_transport_specific;       /* its transportSpecific; -1 find out */
+	uint64_t ptp_max_offset_ns;       /* |master offset| over this: unsynchronized */
+	char time_trace[VB_PATH_MAX * 2]; /* one line per timed buffer; "" none */
 };
 
 /* Known virtio device types: name <-> id and config space size. */

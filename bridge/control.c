@@ -48,8 +48,14 @@ static void ctl_status(struct control *c, const char *args, struct jw *w)
 	node_status_json(c->node, w);
 }
 
+static void ctl_stats(struct control *c, const char *args, struct jw *w)
+{
+	node_stats_json(c->node, w);
+}
+
 static const struct ctl_cmd ctl_cmds[] = {
     {"status", ctl_status},
+    {"stats", ctl_stats},
 };
 
 static void ctl_client_free(struct ctl_client *cl)

@@ -26,6 +26,7 @@
 #include "bridge/loop.h"
 #include "bridge/node.h"
 #include "bridge/pool.h"
+#include "bridge/qtime.h"
 #include "bridge/util.h"
 #include "bridge/virtq.h"
 #include "bridge/vu_front.h"
@@ -49,9 +50,18 @@ struct xreq {
 	struct xreq *next_free;
 };
 
-/* A request that did not fit in the pool or ring yet, copied aside. */
+/* Why a pending request waits, besides room in the pool or ring. */
+enum xwait {
+	XW_ROOM,     /* only for room */
+	XW_DEADLINE, /* for its deadline (it arrived early) */
+	XW_SYNC,     /* for this node's clock (HOLD_UNSYNC) */
+};
+
+/* A request that did not fit in the pool or ring yet, or is held, copied aside. */
 struct xpend {
 	struct xpend *next;
+	enum xwait wait;
+	bool timed; /* its deadline is honoured: the release goes into the error histogram */
 	struct wire_request r;
 	uint8_t data[];
 };
@@ -70,7 +80,8 @@ struct xq {
 	struct xpend *pend_head, **pend_tail;
 	uint32_t inflight, npend;
 	bool kick_pending;
-	bool blocked; /* used entries may be left: the link was full or the budget spent */
+	bool blocked;    /* used entries may be left: the link was full or the budget spent */
+	struct qtime tm; /* timing of the requests */
 	uint64_t requests, completions, bytes_in, bytes_out;
 };
 
@@ -81,6 +92,7 @@ struct xsess {
 	struct vu_front *f;
 	struct vb_watch *front_w, *backend_w;
 	struct vb_timer *flush;
+	struct vb_timer *release; /* the first held request is due */
 	uint64_t backend_features;
 	uint64_t protocol_features;
 	uint64_t offered; /* device features offered to the importer */
@@ -211,6 +223,25 @@ static void xq_kick(struct xq *xq)
 	}
 }
 
+static const char *const xwait_verdicts[] = {
+    [XW_ROOM] = "now",
+    [XW_DEADLINE] = "held",
+    [XW_SYNC] = "held",
+};
+
+/* A request with an honoured deadline goes to the device now: how far off was it? */
+static void xq_released(struct xq *xq, const struct wire_request *r, enum xwait why)
+{
+	struct xsess *s = xq->s;
+	int64_t now = node_time(s->ex->node);
+	int64_t d = (int64_t)r->t_deadline;
+
+	qtime_released(&xq->tm, now, d, why != XW_ROOM);
+	qtime_trace(s->ex->node->trace, "export", s->ex->cfg->name, xq->index, r->id,
+	            (int64_t)r->t_capture, d, now,
+	            why == XW_ROOM && now > d ? "late" : xwait_verdicts[why]);
+}
+
 /* Places a request into the pool and ring. 1 placed, 0 no room now. */
 static int xq_place(struct xq *xq, const struct wire_request *r, const uint8_t *data)
 {
@@ -262,7 +293,7 @@ static void xsess_update_rx_pause(struct xsess *s)
 	}
 }
 
-static int xq_defer(struct xq *xq, const struct wire_request *r)
+static int xq_defer(struct xq *xq, const struct wire_request *r, enum xwait wait, bool timed)
 {
 	struct xpend *p = malloc(sizeof(*p) + r->rd_len);
 
@@ -270,6 +301,8 @@ static int xq_defer(struct xq *xq, const struct wire_request *r)
 		return -ENOMEM;
 	}
 	p->next = NULL;
+	p->wait = wait;
+	p->timed = timed;
 	p->r = *r;
 	memcpy(p->data, r->data, r->rd_len);
 	p->r.data = NULL;
@@ -281,11 +314,57 @@ static int xq_defer(struct xq *xq, const struct wire_request *r)
 	return 0;
 }
 
-static void xq_place_pending(struct xq *xq)
+/*
+ * Is the first pending request free to go (its deadline come, the clock
+ * back)? A request held for the clock is decided again when it is back:
+ * early, it waits for its deadline; late, it is counted (and dropped with
+ * DROP_LATE: -1).
+ */
+static int xq_due(struct xq *xq, struct xpend *p, int64_t now)
 {
-	struct xpend *p;
+	switch (p->wait) {
+	case XW_ROOM:
+		return 1;
+	case XW_SYNC:
+		if (!node_synced(xq->s->ex->node)) {
+			return 0;
+		}
+		if (now < (int64_t)p->r.t_deadline) {
+			p->wait = XW_DEADLINE;
+			return 0;
+		}
+		xq->tm.late++;
+		p->wait = XW_ROOM;
+		if (p->r.flags & WIRE_REQ_DROP_LATE) {
+			xq->tm.dropped++;
+			return -1;
+		}
+		return 1;
+	case XW_DEADLINE:
+		return now >= (int64_t)p->r.t_deadline;
+	}
+	return 1;
+}
 
-	while ((p = xq->pend_head) && xq_place(xq, &p->r, p->data)) {
+static int xq_send_late(struct xq *xq, const struct wire_request *r);
+
+/* Places what it can of the pending requests. -1 if the session ended. */
+static int xq_place_pending(struct xq *xq)
+{
+	int64_t now = xq->pend_head ? node_time(xq->s->ex->node) : 0;
+	struct xpend *p;
+	int due;
+
+	while ((p = xq->pend_head) && (due = xq_due(xq, p, now)) != 0) {
+		if (due < 0) {
+			if (xq_send_late(xq, &p->r) < 0) {
+				return -1;
+			}
+		} else if (!xq_place(xq, &p->r, p->data)) {
+			break;
+		} else if (p->timed) {
+			xq_released(xq, &p->r, p->wait);
+		}
 		xq->pend_head = p->next;
 		if (!xq->pend_head) {
 			xq->pend_tail = &xq->pend_head;
@@ -295,11 +374,121 @@ static void xq_place_pending(struct xq *xq)
 		free(p);
 	}
 	xsess_update_rx_pause(xq->s);
+	return 0;
+}
+
+/* The first held request of any queue is due: arm the release timer for it. */
+static void xsess_arm_release(struct xsess *s)
+{
+	int64_t next = INT64_MAX;
+
+	for (unsigned q = 0; q < s->num_queues; q++) {
+		const struct xpend *p = s->q[q].started ? s->q[q].pend_head : NULL;
+
+		if (p && p->wait == XW_DEADLINE) {
+			next = VB_MIN(next, (int64_t)p->r.t_deadline);
+		}
+	}
+	if (next == INT64_MAX) {
+		vb_timer_cancel(s->release);
+	} else {
+		int64_t now = node_time(s->ex->node);
+
+		vb_timer_arm(s->release, next > now ? (uint64_t)(next - now) : 0);
+	}
+}
+
+static void xsess_flush(void *arg);
+
+static void xsess_release(void *arg)
+{
+	struct xsess *s = arg;
+
+	for (unsigned q = 0; q < s->num_queues; q++) {
+		if (s->q[q].started && s->q[q].pend_head && xq_place_pending(&s->q[q]) < 0) {
+			return;
+		}
+	}
+	xsess_arm_release(s);
+	xsess_flush(s);
+}
+
+/* A late request with DROP_LATE: completed LATE, never run (protocol.md 4.10). */
+static int xq_send_late(struct xq *xq, const struct wire_request *r)
+{
+	struct xsess *s = xq->s;
+	uint8_t hdr[WIRE_CPL_HDR_LEN];
+	struct iovec iov = {hdr, sizeof(hdr)};
+	struct wire_completion c = {
+	    .queue = (uint16_t)xq->index,
+	    .status = WIRE_CPL_LATE,
+	    .id = r->id,
+	    .t_capture = r->t_capture,
+	    .t_done = (uint64_t)node_time(s->ex->node),
+	};
+
+	wire_encode_completion_hdr(hdr, s->chan, &c);
+	qtime_trace(s->ex->node->trace, "export", s->ex->cfg->name, xq->index, r->id,
+	            (int64_t)r->t_capture, (int64_t)r->t_deadline, (int64_t)c.t_done, "dropped");
+	xq->completions++;
+	if (link_sendv(s->link, &iov, 1) < 0) {
+		xsess_fail(s, "cannot send completion");
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * The timing of a request (protocol.md 4.9): where it waits, if anywhere.
+ * XW_ROOM: go now; -1: dropped (LATE sent, or the session failed).
+ */
+static int xq_timing(struct xq *xq, const struct wire_request *r, bool *timed)
+{
+	struct node *n = xq->s->ex->node;
+	int64_t now = node_time(n);
+	bool synced = node_synced(n);
+
+	*timed = false;
+	qtime_arrival(&xq->tm, now, (int64_t)r->t_capture);
+	if (!r->t_deadline) {
+		return XW_ROOM;
+	}
+	if ((int64_t)r->t_deadline - now > QTIME_AHEAD_MAX_NS) {
+		link_drop(xq->s->link,
+		          "export %s: request %llu: deadline %.1f s ahead, over %.0f s",
+		          xq->s->ex->cfg->name, (unsigned long long)r->id,
+		          (double)((int64_t)r->t_deadline - now) / 1e9, QTIME_AHEAD_MAX_NS / 1e9);
+		return -1;
+	}
+	if (!synced && (r->flags & WIRE_REQ_HOLD_UNSYNC)) {
+		xq->tm.timed++;
+		xq->tm.unsync_held++;
+		*timed = true;
+		return XW_SYNC;
+	}
+	switch (qtime_decide(&xq->tm, now, (int64_t)r->t_deadline, synced,
+	                     r->flags & WIRE_REQ_DROP_LATE)) {
+	case QT_HOLD:
+		*timed = true;
+		return XW_DEADLINE;
+	case QT_DROP:
+		xq_send_late(xq, r);
+		return -1;
+	case QT_LATE:
+		*timed = true;
+		return XW_ROOM;
+	case QT_NOW:
+		*timed = synced;
+		return XW_ROOM;
+	}
+	return XW_ROOM;
 }
 
 static void xsess_on_request(struct xsess *s, const struct wire_request *r)
 {
 	struct xq *xq = r->queue < s->num_queues ? &s->q[r->queue] : NULL;
+	bool timed;
+	int wait;
 
 	if (!xq || !xq->started) {
 		link_drop(s->link, "export %s: request for queue %u that is not started",
@@ -319,10 +508,22 @@ static void xsess_on_request(struct xsess *s, const struct wire_request *r)
 	s->ack = VB_MAX(s->ack, r->ack);
 	xq->requests++;
 	xq->bytes_in += r->rd_len;
-	if (xq->pend_head || !xq_place(xq, r, r->data)) {
-		if (xq_defer(xq, r) < 0) {
-			xsess_fail(s, "out of memory");
+	wait = xq_timing(xq, r, &timed);
+	if (wait < 0) {
+		return;
+	}
+	if (wait == XW_ROOM && !xq->pend_head && xq_place(xq, r, r->data)) {
+		if (timed) {
+			xq_released(xq, r, XW_ROOM);
 		}
+		return;
+	}
+	if (xq_defer(xq, r, (enum xwait)wait, timed) < 0) {
+		xsess_fail(s, "out of memory");
+		return;
+	}
+	if (wait == XW_DEADLINE) {
+		xsess_arm_release(s);
 	}
 }
 
@@ -336,6 +537,7 @@ static int xq_complete(struct xq *xq, struct xreq *x, uint32_t len)
 	    .status = WIRE_CPL_OK,
 	    .id = x->id,
 	    .t_capture = x->t_capture,
+	    .t_done = (uint64_t)node_time(s->ex->node),
 	    .written = len,
 	};
 	int rc;
@@ -398,8 +600,7 @@ static int xq_reap(struct xq *xq)
 			return -1;
 		}
 	}
-	xq_place_pending(xq);
-	return 0;
+	return xq_place_pending(xq);
 }
 
 static void xq_on_call(int fd, unsigned ev, void *arg)
@@ -831,6 +1032,7 @@ static void xsess_free(struct xsess *s)
 	vb_watch_free(s->backend_w);
 	vu_front_free(s->f);
 	vb_timer_free(s->flush);
+	vb_timer_free(s->release);
 	pool_fini(&s->pool);
 	if (s->mem) {
 		munmap(s->mem, s->mem_size);
@@ -861,9 +1063,13 @@ static struct xsess *xsess_new(struct export *ex, struct link *l, uint32_t chan)
 		s->q[q].index = q;
 		s->q[q].kick_fd = s->q[q].call_fd = -1;
 		s->q[q].pend_tail = &s->q[q].pend_head;
+		qtime_init(&s->q[q].tm);
 	}
 	s->flush = vb_timer_new(ex->node->loop, xsess_flush, s);
-	if (!s->flush) {
+	s->release = vb_timer_new(ex->node->loop, xsess_release, s);
+	if (!s->flush || !s->release) {
+		vb_timer_free(s->flush);
+		vb_timer_free(s->release);
 		free(s);
 		return NULL;
 	}
@@ -1030,5 +1236,39 @@ void export_status_json(const struct export *ex, struct jw *w)
 		}
 		jw_arr_end(w);
 	}
+	jw_obj_end(w);
+}
+
+void export_time_changed(struct export *ex)
+{
+	/* Requests held for the clock (HOLD_UNSYNC) go when it is back. */
+	if (ex->sess && node_synced(ex->node)) {
+		xsess_release(ex->sess);
+	}
+}
+
+void export_stats_json(const struct export *ex, struct jw *w)
+{
+	const struct xsess *s = ex->sess;
+
+	jw_obj_begin(w, NULL);
+	jw_str(w, "name", ex->cfg->name);
+	jw_arr_begin(w, "queues");
+	for (unsigned q = 0; s && q < s->num_queues; q++) {
+		const struct xq *xq = &s->q[q];
+		uint32_t held = 0;
+
+		for (const struct xpend *p = xq->pend_head; p; p = p->next) {
+			held += p->wait != XW_ROOM;
+		}
+		jw_obj_begin(w, NULL);
+		jw_u64(w, "index", q);
+		jw_u64(w, "requests", xq->requests);
+		jw_u64(w, "completions", xq->completions);
+		jw_u64(w, "held_now", held);
+		qtime_json(&xq->tm, w, "requests_timing");
+		jw_obj_end(w);
+	}
+	jw_arr_end(w);
 	jw_obj_end(w);
 }

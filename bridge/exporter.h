@@ -19,5 +19,8 @@ const char *export_name(const struct export *ex);
 /* Handles ATTACH on chan of link l: answers ATTACH_OK or ERROR. */
 void export_attach(struct export *ex, struct link *l, uint32_t chan);
 void export_status_json(const struct export *ex, struct jw *w);
+void export_stats_json(const struct export *ex, struct jw *w);
+/* The node's clock became synchronized or stopped being so. */
+void export_time_changed(struct export *ex);
 
 #endif

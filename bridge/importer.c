@@ -20,6 +20,7 @@
 #include "bridge/log.h"
 #include "bridge/loop.h"
 #include "bridge/node.h"
+#include "bridge/qtime.h"
 #include "bridge/util.h"
 #include "bridge/vu_dev.h"
 #include "bridge/wire.h"
@@ -47,6 +48,11 @@ struct iq_slot {
 	uint64_t id;
 	uint32_t wr_len;
 	bool busy;
+	bool held; /* completed, its data in the guest's buffers; released at t_release */
+	uint16_t flags;
+	uint32_t written;
+	int64_t t_capture, t_deadline; /* of the request */
+	int64_t t_done, t_release;     /* of its completion, while held */
 };
 
 struct iq {
@@ -57,7 +63,10 @@ struct iq {
 	struct iq_slot *slots;
 	struct iovec *tx_iov;
 	uint32_t inflight;
-	bool blocked; /* waiting for link room */
+	bool blocked;   /* waiting for link room */
+	uint16_t *held; /* heads of held completions, nheld of them */
+	uint32_t nheld;
+	struct qtime *tm; /* timing of the queue's completions; kept across restarts */
 	uint64_t requests, completions, bytes_out, bytes_in, abandoned;
 };
 
@@ -70,6 +79,8 @@ struct import {
 	struct vb_timer *retry;
 	struct vb_timer *flush;
 	struct vb_timer *ack_timer;
+	struct vb_timer *release; /* the next held completion is due */
+	bool holding;             /* on-unsync=hold, and the clock is not synchronized */
 	/* the remote device, from ATTACH_OK */
 	uint32_t device_id;
 	uint64_t features;
@@ -139,6 +150,9 @@ static int iq_send(struct iq *iq, uint16_t head, const struct virtq_chain *c, ui
 	    .id = id,
 	    .ack = im->completions_rx,
 	    .rd_len = c->rd_len,
+	    .flags = iq->slots[head].flags,
+	    .t_capture = (uint64_t)iq->slots[head].t_capture,
+	    .t_deadline = (uint64_t)iq->slots[head].t_deadline,
 	};
 
 	wire_encode_request_hdr(hdr, (uint32_t)im->chan, &r);
@@ -147,6 +161,35 @@ static int iq_send(struct iq *iq, uint16_t head, const struct virtq_chain *c, ui
 	memcpy(&iq->tx_iov[1], c->iov, (size_t)c->nrd * sizeof(struct iovec));
 	im->ack_sent = r.ack;
 	return link_sendv(im->link, iq->tx_iov, 1 + c->nrd);
+}
+
+/*
+ * Capture time, and with a latency budget the deadline and its policy
+ * flags (protocol.md 4.9). An unsynchronized clock sets no deadline: the
+ * exporter could not honour it (on-unsync=hold sends nothing meanwhile).
+ */
+static void iq_stamp(struct iq *iq, struct iq_slot *s)
+{
+	const struct vb_import *cfg = iq->im->cfg;
+	uint64_t lat = cfg->latency_ns[iq->index];
+
+	s->t_capture = node_time(iq->im->node);
+	s->t_deadline = 0;
+	s->flags = 0;
+	if (!lat) {
+		return;
+	}
+	if (!node_synced(iq->im->node)) {
+		iq->tm->unsync++;
+		return;
+	}
+	s->t_deadline = s->t_capture + (int64_t)lat;
+	if (cfg->late_drop & (1ull << iq->index)) {
+		s->flags |= WIRE_REQ_DROP_LATE;
+	}
+	if (cfg->on_unsync_hold) {
+		s->flags |= WIRE_REQ_HOLD_UNSYNC;
+	}
 }
 
 /* Takes one chain from the guest and sends it. 1 sent, 0 nothing to do, -1 error. */
@@ -182,6 +225,7 @@ static int iq_pop_one(struct iq *iq)
 	s->id = (++im->seq << 16) | c.head;
 	s->wr_len = c.wr_len;
 	s->busy = true;
+	iq_stamp(iq, s);
 	iq->inflight++;
 	rc = iq_send(iq, c.head, &c, s->id);
 	if (import_mem_lost(im, iq)) {
@@ -202,7 +246,7 @@ static void iq_process(struct iq *iq)
 	struct import *im = iq->im;
 	unsigned budget = IQ_BUDGET;
 
-	if (!iq->vq || !import_online(im)) {
+	if (!iq->vq || !import_online(im) || im->holding) {
 		return;
 	}
 	virtq_kick_enable(iq->vq, false);
@@ -262,12 +306,90 @@ static void import_send_ack(void *arg)
 	}
 }
 
+static const char *const verdict_names[] = {
+    [QT_NOW] = "now",
+    [QT_HOLD] = "held",
+    [QT_LATE] = "late",
+    [QT_DROP] = "dropped",
+};
+
+/* Gives a completed chain back to the guest (the used ring; notified by the flush). */
+static void iq_release(struct iq *iq, uint16_t head, int64_t now, enum qtime_verdict v)
+{
+	struct import *im = iq->im;
+	struct iq_slot *s = &iq->slots[head];
+
+	if (s->t_release) {
+		qtime_released(iq->tm, now, s->t_release, v == QT_HOLD);
+		qtime_trace(im->node->trace, "import", im->cfg->name, iq->index, s->id, s->t_done,
+		            s->t_release, now, verdict_names[v]);
+	}
+	s->busy = false;
+	s->held = false;
+	iq->inflight--;
+	iq->completions++;
+	virtq_push(iq->vq, head, s->written);
+}
+
+/* Arms the release timer for the earliest held completion, if any. */
+static void import_arm_release(struct import *im, int64_t now)
+{
+	int64_t next = INT64_MAX;
+
+	for (unsigned q = 0; q < im->num_queues; q++) {
+		const struct iq *iq = &im->q[q];
+
+		for (uint32_t i = 0; i < iq->nheld; i++) {
+			next = VB_MIN(next, iq->slots[iq->held[i]].t_release);
+		}
+	}
+	if (next == INT64_MAX) {
+		vb_timer_cancel(im->release);
+		return;
+	}
+	vb_timer_arm(im->release, next > now ? (uint64_t)(next - now) : 0);
+}
+
+/* The release timer: every held completion whose time has come goes to the guest. */
+static void import_release(void *arg)
+{
+	struct import *im = arg;
+	int64_t now = node_time(im->node);
+
+	for (unsigned q = 0; q < im->num_queues; q++) {
+		struct iq *iq = &im->q[q];
+		uint32_t keep = 0;
+		bool any = false;
+
+		for (uint32_t i = 0; i < iq->nheld; i++) {
+			uint16_t head = iq->held[i];
+
+			/* Never before its time: a timer that fired early waits again. */
+			if (iq->slots[head].t_release > now) {
+				iq->held[keep++] = head;
+				continue;
+			}
+			iq_release(iq, head, now, QT_HOLD);
+			any = true;
+		}
+		iq->nheld = keep;
+		if (any) {
+			vu_dev_notify(im->dev, q);
+		}
+	}
+	import_arm_release(im, now);
+}
+
 static void import_on_completion(struct import *im, const struct wire_completion *c)
 {
 	struct iq *iq;
 	struct iq_slot *s;
 	struct virtq_chain ch;
 	uint16_t head = (uint16_t)(c->id & 0xffff);
+	enum qtime_verdict v;
+	uint32_t written;
+	uint64_t lat;
+	int64_t now, d;
 
 	/* Every COMPLETION counts, also one discarded or refused below (protocol.md 7.3). */
 	im->completions_rx++;
@@ -294,7 +416,12 @@ static void import_on_completion(struct import *im, const struct wire_completion
 		          im->cfg->name, (unsigned long long)c->id, c->written, s->wr_len);
 		return;
 	}
-	if (c->status != WIRE_CPL_OK) {
+	if (s->held) {
+		link_drop(im->link, "import %s: second completion for request id %llu",
+		          im->cfg->name, (unsigned long long)c->id);
+		return;
+	}
+	if (c->status == WIRE_CPL_FAILED) {
 		log_warnx("import %s: request %llu failed on the exporter", im->cfg->name,
 		          (unsigned long long)c->id);
 	}
@@ -304,15 +431,35 @@ static void import_on_completion(struct import *im, const struct wire_completion
 		                   iq->vq->broken ? iq->vq->err : "chain changed in flight");
 		return;
 	}
-	iov_from_buf(ch.iov + ch.nrd, ch.nwr, 0, c->data, c->written);
+	now = node_time(im->node);
+	qtime_arrival(iq->tm, now, (int64_t)c->t_done);
+	lat = im->cfg->latency_ns[c->queue];
+	d = lat && c->t_done && c->status == WIRE_CPL_OK ? (int64_t)(c->t_done + lat) : 0;
+	if (d && d - now > QTIME_AHEAD_MAX_NS) {
+		link_drop(im->link, "import %s: completion %llu done %.1f s in the future",
+		          im->cfg->name, (unsigned long long)c->id,
+		          (double)((int64_t)c->t_done - now) / 1e9);
+		return;
+	}
+	v = qtime_decide(iq->tm, now, d, node_synced(im->node),
+	                 im->cfg->late_drop & (1ull << c->queue));
+	written = v == QT_DROP ? 0 : c->written;
+	iov_from_buf(ch.iov + ch.nrd, ch.nwr, 0, c->data, written);
 	if (import_mem_lost(im, iq)) {
 		return;
 	}
-	s->busy = false;
-	iq->inflight--;
-	iq->completions++;
-	iq->bytes_in += c->written;
-	virtq_push(iq->vq, head, c->written);
+	iq->bytes_in += written;
+	s->written = written;
+	s->t_done = (int64_t)c->t_done;
+	s->t_release = d;
+	if (v == QT_HOLD) {
+		/* In the guest's buffers already; the used ring gets it at d. */
+		s->held = true;
+		iq->held[iq->nheld++] = head;
+		import_arm_release(im, now);
+		return;
+	}
+	iq_release(iq, head, now, v);
 	vb_timer_arm(im->flush, 0);
 }
 
@@ -343,7 +490,8 @@ static void import_resync(struct import *im)
 		}
 		import_send_queue_start(im, q);
 		for (unsigned h = 0; h < iq->vq->num; h++) {
-			if (iq->slots[h].busy && virtq_walk(iq->vq, (uint16_t)h, &c) == 0) {
+			if (iq->slots[h].busy && !iq->slots[h].held &&
+			    virtq_walk(iq->vq, (uint16_t)h, &c) == 0) {
 				iq_send(iq, (uint16_t)h, &c, iq->slots[h].id);
 			}
 		}
@@ -401,6 +549,17 @@ static int import_set_config(void *arg, uint32_t off, const uint8_t *buf, uint32
 	return import_online(im) ? link_send(im->link, &m) : -ENOTCONN;
 }
 
+static void iq_free_bufs(struct iq *iq)
+{
+	free(iq->slots);
+	free(iq->tx_iov);
+	free(iq->held);
+	iq->slots = NULL;
+	iq->tx_iov = NULL;
+	iq->held = NULL;
+	iq->nheld = 0;
+}
+
 static void import_queue_start(void *arg, unsigned q, struct virtq *vq)
 {
 	struct import *im = arg;
@@ -415,14 +574,16 @@ static void import_queue_start(void *arg, unsigned q, struct virtq *vq)
 	}
 	iq->slots = calloc(vq->num, sizeof(*iq->slots));
 	iq->tx_iov = calloc((size_t)vq->scratch_max + 1, sizeof(*iq->tx_iov));
-	if (!iq->slots || !iq->tx_iov) {
-		free(iq->slots);
-		free(iq->tx_iov);
-		iq->slots = NULL;
-		iq->tx_iov = NULL;
+	iq->held = calloc(vq->num, sizeof(*iq->held));
+	if (!iq->tm && (iq->tm = malloc(sizeof(*iq->tm)))) {
+		qtime_init(iq->tm);
+	}
+	if (!iq->slots || !iq->tx_iov || !iq->held || !iq->tm) {
+		iq_free_bufs(iq);
 		vu_dev_disconnect(im->dev, "out of memory");
 		return;
 	}
+	iq->nheld = 0;
 	iq->vq = vq;
 	iq->inflight = 0;
 	iq->first_id = (im->seq + 1) << 16;
@@ -449,10 +610,7 @@ static void import_queue_stop(void *arg, unsigned q)
 		iq->abandoned += iq->inflight;
 	}
 	iq->vq = NULL;
-	free(iq->slots);
-	free(iq->tx_iov);
-	iq->slots = NULL;
-	iq->tx_iov = NULL;
+	iq_free_bufs(iq);
 	iq->inflight = 0;
 	m.u.queue.index = (uint16_t)q;
 	if (import_online(im)) {
@@ -697,8 +855,10 @@ struct import *import_new(struct node *n, const struct vb_import *cfg)
 	im->retry = vb_timer_new(n->loop, import_retry, im);
 	im->flush = vb_timer_new(n->loop, import_flush, im);
 	im->ack_timer = vb_timer_new(n->loop, import_send_ack, im);
+	im->release = vb_timer_new(n->loop, import_release, im);
 	im->link = node_link_for(n, cfg->source);
-	if (!im->retry || !im->flush || !im->ack_timer || !im->link) {
+	im->holding = cfg->on_unsync_hold && !node_synced(n);
+	if (!im->retry || !im->flush || !im->ack_timer || !im->release || !im->link) {
 		import_free(im);
 		return NULL;
 	}
@@ -722,8 +882,8 @@ void import_free(struct import *im)
 	}
 	vu_dev_free(im->dev);
 	for (unsigned q = 0; q < VU_DEV_MAX_QUEUES; q++) {
-		free(im->q[q].slots);
-		free(im->q[q].tx_iov);
+		iq_free_bufs(&im->q[q]);
+		free(im->q[q].tm);
 	}
 	if (im->link && im->chan > 0) {
 		struct wire_msg m = {.type = WIRE_DETACH, .chan = (uint32_t)im->chan};
@@ -736,7 +896,56 @@ void import_free(struct import *im)
 	vb_timer_free(im->retry);
 	vb_timer_free(im->flush);
 	vb_timer_free(im->ack_timer);
+	vb_timer_free(im->release);
 	free(im);
+}
+
+void import_time_changed(struct import *im)
+{
+	bool hold = im->cfg->on_unsync_hold && !node_synced(im->node);
+
+	if (hold == im->holding) {
+		return;
+	}
+	im->holding = hold;
+	log_notice("import %s: %s", im->cfg->name,
+	           hold
+	               ? "clock not synchronized: holding the guest's new requests (on-unsync=hold)"
+	               : "clock synchronized again: requests flow");
+	if (!hold) {
+		import_process_all(im);
+	}
+}
+
+static const char *late_policy(const struct import *im, unsigned q)
+{
+	return im->cfg->late_drop & (1ull << q) ? "drop" : "deliver";
+}
+
+void import_stats_json(const struct import *im, struct jw *w)
+{
+	jw_obj_begin(w, NULL);
+	jw_str(w, "name", im->cfg->name);
+	jw_str(w, "on_unsync", im->cfg->on_unsync_hold ? "hold" : "deliver");
+	jw_bool(w, "holding", im->holding);
+	jw_arr_begin(w, "queues");
+	for (unsigned q = 0; q < im->num_queues; q++) {
+		const struct iq *iq = &im->q[q];
+
+		jw_obj_begin(w, NULL);
+		jw_u64(w, "index", q);
+		jw_u64(w, "latency_budget_ns", im->cfg->latency_ns[q]);
+		jw_str(w, "late", late_policy(im, q));
+		jw_u64(w, "requests", iq->requests);
+		jw_u64(w, "completions", iq->completions);
+		jw_u64(w, "held_now", iq->nheld);
+		if (iq->tm) {
+			qtime_json(iq->tm, w, "completions_timing");
+		}
+		jw_obj_end(w);
+	}
+	jw_arr_end(w);
+	jw_obj_end(w);
 }
 
 void import_status_json(const struct import *im, struct jw *w)
@@ -756,6 +965,8 @@ void import_status_json(const struct import *im, struct jw *w)
 	jw_bool(w, "vmm_connected", im->dev && vu_dev_connected(im->dev));
 	jw_u64(w, "attaches", im->attaches);
 	jw_str(w, "last_error", im->last_error);
+	jw_str(w, "on_unsync", im->cfg->on_unsync_hold ? "hold" : "deliver");
+	jw_bool(w, "holding", im->holding);
 	jw_arr_begin(w, "queues");
 	for (unsigned q = 0; q < im->num_queues; q++) {
 		const struct iq *iq = &im->q[q];
@@ -770,6 +981,9 @@ void import_status_json(const struct import *im, struct jw *w)
 		jw_u64(w, "bytes_out", iq->bytes_out);
 		jw_u64(w, "bytes_in", iq->bytes_in);
 		jw_u64(w, "abandoned", iq->abandoned);
+		jw_u64(w, "latency_budget_ns", im->cfg->latency_ns[q]);
+		jw_str(w, "late", late_policy(im, q));
+		jw_u64(w, "held_now", iq->nheld);
 		jw_obj_end(w);
 	}
 	jw_arr_end(w);

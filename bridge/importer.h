@@ -15,5 +15,8 @@ struct jw;
 struct import *import_new(struct node *n, const struct vb_import *cfg);
 void import_free(struct import *im);
 void import_status_json(const struct import *im, struct jw *w);
+void import_stats_json(const struct import *im, struct jw *w);
+/* The node's clock became synchronized or stopped being so. */
+void import_time_changed(struct import *im);
 
 #endif

@@ -25,11 +25,23 @@ struct vb_timer {
 struct vb_loop *vb_loop_new(void)
 {
 	struct vb_loop *loop = calloc(1, sizeof(*loop));
+	struct event_config *ec = event_config_new();
 
-	if (!loop) {
+	if (!loop || !ec) {
+		free(loop);
+		if (ec) {
+			event_config_free(ec);
+		}
 		return NULL;
 	}
-	loop->base = event_base_new();
+	/*
+	 * Timers to the microsecond (epoll's own timeout is in milliseconds;
+	 * with this flag libevent 2.1 uses a timerfd): buffers held for their
+	 * presentation time are released by timers.
+	 */
+	event_config_set_flag(ec, EVENT_BASE_FLAG_PRECISE_TIMER);
+	loop->base = event_base_new_with_config(ec);
+	event_config_free(ec);
 	if (!loop->base) {
 		free(loop);
 		return NULL;

@@ -14,6 +14,7 @@
 #include "bridge/log.h"
 #include "bridge/loop.h"
 #include "bridge/util.h"
+#include "transport/tsn/ptp.h"
 
 #define NODE_TX_HIGH_WATER (2u << 20)
 
@@ -132,6 +133,56 @@ int node_reload(struct node *n)
 	return 0;
 }
 
+int64_t node_time(const struct node *n)
+{
+	return ptp_now(n->ptp);
+}
+
+bool node_synced(const struct node *n)
+{
+	return ptp_state(n->ptp) == PTP_SYNC;
+}
+
+static void node_on_time(void *arg, enum ptp_sync state)
+{
+	struct node *n = arg;
+
+	for (unsigned i = 0; i < n->nimports; i++) {
+		import_time_changed(n->imports[i]);
+	}
+	for (unsigned i = 0; i < n->nexports; i++) {
+		export_time_changed(n->exports[i]);
+	}
+}
+
+static int node_time_init(struct node *n)
+{
+	const struct vb_config *cfg = n->cfg;
+	struct ptp_config pc = {
+	    .path = cfg->ptp4l[0] ? cfg->ptp4l : NULL,
+	    .trust_local = cfg->ptp_local,
+	    .domain = cfg->ptp_domain,
+	    .transport_specific = cfg->ptp_transport_specific,
+	    .max_offset_ns = (int64_t)cfg->ptp_max_offset_ns,
+	};
+	char err[200];
+
+	n->ptp = ptp_client_new(vb_loop_base(n->loop), &pc, node_on_time, n, err, sizeof(err));
+	if (!n->ptp) {
+		log_errx("%s", err);
+		return -1;
+	}
+	if (cfg->time_trace[0]) {
+		n->trace = fopen(cfg->time_trace, "ae");
+		if (!n->trace) {
+			log_err("time-trace %s", cfg->time_trace);
+			return -1;
+		}
+		setvbuf(n->trace, NULL, _IOLBF, 0); /* whole lines: readers see them at once */
+	}
+	return 0;
+}
+
 int node_init(struct node *n, struct vb_loop *loop, const struct vb_config *cfg)
 {
 	char err[256];
@@ -147,7 +198,7 @@ int node_init(struct node *n, struct vb_loop *loop, const struct vb_config *cfg)
 	n->tp.tx_high_water = NODE_TX_HIGH_WATER;
 	n->tp.tsn_tagged = cfg->tsn_vlan >= 0;
 	n->tp.tsn_vid = cfg->tsn_vlan >= 0 ? (unsigned)cfg->tsn_vlan : 0;
-	if (node_tls_init(n) < 0) {
+	if (node_tls_init(n) < 0 || node_time_init(n) < 0) {
 		return -1;
 	}
 	for (unsigned i = 0; i < cfg->nexports; i++) {
@@ -195,6 +246,57 @@ void node_fini(struct node *n)
 	}
 	transport_tls_free(n->tls);
 	n->tls = NULL;
+	ptp_client_free(n->ptp);
+	n->ptp = NULL;
+	if (n->trace) {
+		fclose(n->trace);
+		n->trace = NULL;
+	}
+}
+
+static void node_time_json(struct node *n, struct jw *w)
+{
+	struct ptp_status st;
+
+	ptp_get_status(n->ptp, &st);
+	jw_obj_begin(w, "time");
+	jw_str(w, "state", ptp_sync_name(st.state));
+	jw_str(w, "reason", st.reason);
+	jw_str(w, "ptp4l", st.path);
+	jw_bool(w, "grandmaster", st.is_gm);
+	jw_str(w, "gm_identity", st.gm_identity);
+	jw_str(w, "port_state", st.port_state);
+	jw_i64(w, "master_offset_ns", st.master_offset_ns);
+	jw_i64(w, "sync_age_ns", st.ingress_age_ns);
+	jw_i64(w, "rate_ppb", (int64_t)st.rate_ppb);
+	jw_i64(w, "transport_specific", st.transport_specific);
+	jw_i64(w, "tai_offset_s", st.tai_offset_s);
+	jw_str(w, "tai_source", st.tai_source);
+	jw_i64(w, "now_ns", node_time(n));
+	jw_u64(w, "changes", st.changes);
+	jw_u64(w, "polls", st.polls);
+	jw_u64(w, "answers", st.answers);
+	jw_u64(w, "timeouts", st.timeouts);
+	jw_u64(w, "errors", st.errors);
+	jw_obj_end(w);
+}
+
+void node_stats_json(struct node *n, struct jw *w)
+{
+	jw_obj_begin(w, NULL);
+	jw_str(w, "node", n->cfg->node);
+	node_time_json(n, w);
+	jw_arr_begin(w, "imports");
+	for (unsigned i = 0; i < n->nimports; i++) {
+		import_stats_json(n->imports[i], w);
+	}
+	jw_arr_end(w);
+	jw_arr_begin(w, "exports");
+	for (unsigned i = 0; i < n->nexports; i++) {
+		export_stats_json(n->exports[i], w);
+	}
+	jw_arr_end(w);
+	jw_obj_end(w);
 }
 
 void node_status_json(struct node *n, struct jw *w)
@@ -204,6 +306,7 @@ void node_status_json(struct node *n, struct jw *w)
 	jw_str(w, "version", VB_VERSION);
 	jw_hex(w, "epoch", n->epoch);
 	jw_u64(w, "uptime_s", (vb_now_ns() - n->started_ns) / 1000000000ull);
+	node_time_json(n, w);
 	jw_arr_begin(w, "listen");
 	for (unsigned i = 0; i < n->nlisteners; i++) {
 		jw_str(w, NULL, transport_listener_uri(n->listeners[i]));

@@ -7,6 +7,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "bridge/config.h"
 #include "bridge/wire.h"
@@ -18,6 +19,7 @@ struct import;
 struct export;
 struct control;
 struct jw;
+struct ptp_client;
 
 #define NODE_MAX_LINKS 64
 
@@ -36,6 +38,8 @@ struct node {
 	unsigned nexports;
 	struct control *ctl;
 	struct transport_tls *tls; /* NULL when no tls:// link is configured */
+	struct ptp_client *ptp;    /* the gPTP status client; always there (--ptp4l or not) */
+	FILE *trace;               /* --time-trace, or NULL */
 };
 
 int node_init(struct node *n, struct vb_loop *loop, const struct vb_config *cfg);
@@ -48,6 +52,11 @@ struct link *node_link_for(struct node *n, const char *uri);
 /* An ATTACH for an export arrived on an accepted link. */
 void node_attach(struct node *n, struct link *l, uint32_t chan, const char *name);
 void node_status_json(struct node *n, struct jw *w);
+/* Now in the common time base (ns), and whether it agrees with the grandmaster. */
+int64_t node_time(const struct node *n);
+bool node_synced(const struct node *n);
+/* The control socket's "stats": per-queue timing of every import and export. */
+void node_stats_json(struct node *n, struct jw *w);
 /* SIGHUP: reload what can be reloaded (TLS certificate, key, CA). 0 or -errno, logged. */
 int node_reload(struct node *n);
 

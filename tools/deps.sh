@@ -15,6 +15,7 @@ PKGS=(
 	openssl                               # tools/vb-pki, TLS tests
 	nftables                              # frame loss on tsn:// links (tests/e2e)
 	tshark                                # IEEE 1722 dissection of tsn:// frames (test_avtp_tshark)
+	linuxptp                              # ptp4l/pmc: gPTP between test namespaces (test_ptp)
 )
 
 # dpkg's "ii" is the only state in which a package is usable; "rc" (removed,

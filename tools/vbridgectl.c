@@ -136,12 +136,39 @@ static void print_queues(json_object *dev, const char *in_key, const char *out_k
 	}
 }
 
+static int64_t ji64(json_object *o, const char *k)
+{
+	json_object *v = jget(o, k);
+
+	return v ? json_object_get_int64(v) : 0;
+}
+
+static void print_time(json_object *t)
+{
+	if (!t) {
+		return;
+	}
+	printf("time: %s (%s)\n", jstr(t, "state"), jstr(t, "reason"));
+	if (*jstr(t, "ptp4l")) {
+		printf("  ptp4l %s, port %s, grandmaster %s%s, master offset %" PRId64
+		       " ns, rate %+" PRId64 " ppb, last Sync %.1f s ago\n",
+		       jstr(t, "ptp4l"), *jstr(t, "port_state") ? jstr(t, "port_state") : "-",
+		       *jstr(t, "gm_identity") ? jstr(t, "gm_identity") : "-",
+		       json_object_get_boolean(jget(t, "grandmaster")) ? " (this node)" : "",
+		       ji64(t, "master_offset_ns"), ji64(t, "rate_ppb"),
+		       ji64(t, "sync_age_ns") < 0 ? -1.0 : (double)ji64(t, "sync_age_ns") / 1e9);
+	}
+	printf("  TAI offset %" PRId64 " s from %s\n", ji64(t, "tai_offset_s"),
+	       jstr(t, "tai_source"));
+}
+
 static void print_status(json_object *st)
 {
 	json_object *a;
 
 	printf("node %s (vbridged %s), up %" PRIu64 " s, epoch %s\n", jstr(st, "node"),
 	       jstr(st, "version"), ju64(st, "uptime_s"), jstr(st, "epoch"));
+	print_time(jget(st, "time"));
 	a = jget(st, "listen");
 	for (size_t i = 0; a && i < json_object_array_length(a); i++) {
 		printf("listening on %s\n",
@@ -188,9 +215,73 @@ static void print_status(json_object *st)
 	}
 }
 
-static int cmd_status(const struct ctl_opts *o, int argc, char **argv)
+/* One histogram as "n N, p50 X us, p99 Y us, max Z us". */
+static void print_hist(const char *what, json_object *h)
 {
-	char *reply = ctl_request(o->socket, "status");
+	if (!h || !ju64(h, "count")) {
+		return;
+	}
+	printf("      %-15s n %" PRIu64 ", min %.1f, p50 %.1f, p99 %.1f, max %.1f us%s\n", what,
+	       ju64(h, "count"), (double)ji64(h, "min_ns") / 1e3, (double)ji64(h, "p50_ns") / 1e3,
+	       (double)ji64(h, "p99_ns") / 1e3, (double)ji64(h, "max_ns") / 1e3,
+	       ju64(h, "below_zero") ? " (some below zero)" : "");
+}
+
+static void print_timing(const char *what, json_object *t)
+{
+	if (!t) {
+		return;
+	}
+	printf("    %s: stamped %" PRIu64 ", timed %" PRIu64 ", held %" PRIu64 ", late %" PRIu64
+	       ", dropped %" PRIu64 ", unsynchronized %" PRIu64 "\n",
+	       what, ju64(t, "stamped"), ju64(t, "timed"), ju64(t, "held"), ju64(t, "late"),
+	       ju64(t, "dropped"), ju64(t, "unsync"));
+	print_hist("one-way latency", jget(t, "latency"));
+	print_hist("jitter |D|", jget(jget(t, "jitter"), "delta"));
+	print_hist("release-deadline", jget(t, "delivery_error"));
+}
+
+static void print_stats(json_object *st)
+{
+	json_object *a;
+
+	printf("node %s\n", jstr(st, "node"));
+	print_time(jget(st, "time"));
+	a = jget(st, "imports");
+	for (size_t i = 0; a && i < json_object_array_length(a); i++) {
+		json_object *d = json_object_array_get_idx(a, i);
+		json_object *qs = jget(d, "queues");
+
+		printf("import %s (on-unsync %s%s)\n", jstr(d, "name"), jstr(d, "on_unsync"),
+		       json_object_get_boolean(jget(d, "holding")) ? ", holding" : "");
+		for (size_t k = 0; qs && k < json_object_array_length(qs); k++) {
+			json_object *q = json_object_array_get_idx(qs, k);
+
+			printf("  queue %" PRIu64 ": latency budget %.3f ms, late %s\n",
+			       ju64(q, "index"), (double)ju64(q, "latency_budget_ns") / 1e6,
+			       jstr(q, "late"));
+			print_timing("completions", jget(q, "completions_timing"));
+		}
+	}
+	a = jget(st, "exports");
+	for (size_t i = 0; a && i < json_object_array_length(a); i++) {
+		json_object *d = json_object_array_get_idx(a, i);
+		json_object *qs = jget(d, "queues");
+
+		printf("export %s\n", jstr(d, "name"));
+		for (size_t k = 0; qs && k < json_object_array_length(qs); k++) {
+			json_object *q = json_object_array_get_idx(qs, k);
+
+			printf("  queue %" PRIu64 ":\n", ju64(q, "index"));
+			print_timing("requests", jget(q, "requests_timing"));
+		}
+	}
+}
+
+/* Asks vbridged for cmd; prints the answer raw (--json) or through print. */
+static int ctl_show(const struct ctl_opts *o, const char *cmd, void (*print)(json_object *))
+{
+	char *reply = ctl_request(o->socket, cmd);
 	json_object *st;
 
 	if (!reply) {
@@ -212,9 +303,19 @@ static int cmd_status(const struct ctl_opts *o, int argc, char **argv)
 		json_object_put(st);
 		return 1;
 	}
-	print_status(st);
+	print(st);
 	json_object_put(st);
 	return 0;
+}
+
+static int cmd_status(const struct ctl_opts *o, int argc, char **argv)
+{
+	return ctl_show(o, "status", print_status);
+}
+
+static int cmd_stats(const struct ctl_opts *o, int argc, char **argv)
+{
+	return ctl_show(o, "stats", print_stats);
 }
 
 static const struct ctl_subcmd {
@@ -222,7 +323,8 @@ static const struct ctl_subcmd {
 	int (*run)(const struct ctl_opts *o, int argc, char **argv);
 	const char *help;
 } subcmds[] = {
-    {"status", cmd_status, "node, links, devices and queues with their counters"},
+    {"status", cmd_status, "node, time, links, devices and queues with their counters"},
+    {"stats", cmd_stats, "per queue: one-way latency, jitter and delivery-time error histograms"},
 };
 
 static void usage(FILE *f)

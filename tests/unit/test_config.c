@@ -280,7 +280,68 @@ static const struct {
     {"tcp://a:1", -EINVAL, NULL, NULL, NULL, "want NAME="},
     {"d=tcp://a:1,", -EINVAL, NULL, NULL, NULL, "want KEY=VALUE"},
     {"d:x=tcp://a:1", -EINVAL, NULL, NULL, NULL, "bad name"},
+    {"d=tsn://e/02:00:00:00:00:0a,latency=5ms,late=drop,on-unsync=hold", 0, "d",
+     "tsn://e/02:00:00:00:00:0a", "", NULL},
+    {"d=tcp://a:1,latency=5", -EINVAL, NULL, NULL, NULL, "want 0 or a duration"},
+    {"d=tcp://a:1,latency=5 ms", -EINVAL, NULL, NULL, NULL, "want 0 or a duration"},
+    {"d=tcp://a:1,latency=-5ms", -EINVAL, NULL, NULL, NULL, "want 0 or a duration"},
+    {"d=tcp://a:1,latency=11s", -EINVAL, NULL, NULL, NULL, "up to 10s"},
+    {"d=tcp://a:1,latency=99999999999999999999ns", -EINVAL, NULL, NULL, NULL, "duration"},
+    {"d=tcp://a:1,latency=5min", -EINVAL, NULL, NULL, NULL, "duration"},
+    {"d=tcp://a:1,latency=64:5ms", -EINVAL, NULL, NULL, NULL, "queue '64': want 0..63"},
+    {"d=tcp://a:1,latency=x:5ms", -EINVAL, NULL, NULL, NULL, "queue 'x'"},
+    {"d=tcp://a:1,latency=1:5ms/", -EINVAL, NULL, NULL, NULL, NULL},
+    {"d=tcp://a:1,latency=1:5ms//2:1ms", -EINVAL, NULL, NULL, NULL, "want VALUE or QUEUE:VALUE"},
+    {"d=tcp://a:1,latency=1:5ms/2", -EINVAL, NULL, NULL, NULL, "want QUEUE:VALUE"},
+    {"d=tcp://a:1,late=later", -EINVAL, NULL, NULL, NULL, "want deliver or drop"},
+    {"d=tcp://a:1,late=1:later", -EINVAL, NULL, NULL, NULL, "want deliver or drop"},
+    {"d=tcp://a:1,on-unsync=wait", -EINVAL, NULL, NULL, NULL, "want deliver or hold"},
 };
+
+/* latency=, late= and on-unsync= land per queue; items apply in order. */
+static void test_import_timing(void **state)
+{
+	struct vb_import im;
+	char err[256] = "";
+
+	assert_int_equal(config_parse_import("d=tcp://a:1", &im, err, sizeof(err)), 0);
+	for (int q = 0; q < VB_MAX_QUEUES; q++) {
+		assert_int_equal(im.latency_ns[q], 0);
+	}
+	assert_int_equal(im.late_drop, 0);
+	assert_int_equal(im.on_unsync_hold, 0);
+
+	assert_int_equal(config_parse_import("d=tcp://a:1,latency=5ms,late=drop,on-unsync=hold",
+	                                     &im, err, sizeof(err)),
+	                 0);
+	for (int q = 0; q < VB_MAX_QUEUES; q++) {
+		assert_int_equal(im.latency_ns[q], 5000000);
+	}
+	assert_int_equal(im.late_drop, ~0ull);
+	assert_int_equal(im.on_unsync_hold, 1);
+
+	assert_int_equal(config_parse_import("d=tcp://a:1,latency=*:250us/1:0/63:1s,late=2:drop/"
+	                                     "2:deliver/3:drop,on-unsync=deliver",
+	                                     &im, err, sizeof(err)),
+	                 0);
+	assert_int_equal(im.latency_ns[0], 250000);
+	assert_int_equal(im.latency_ns[1], 0);
+	assert_int_equal(im.latency_ns[2], 250000);
+	assert_int_equal(im.latency_ns[63], 1000000000);
+	assert_int_equal(im.late_drop, 1ull << 3);
+	assert_int_equal(im.on_unsync_hold, 0);
+
+	assert_int_equal(config_parse_import("d=tcp://a:1,latency=0,late=*:drop/0:deliver", &im,
+	                                     err, sizeof(err)),
+	                 0);
+	assert_int_equal(im.latency_ns[5], 0);
+	assert_int_equal(im.late_drop, ~1ull);
+	assert_int_equal(config_parse_import("d=tcp://a:1,latency=10s", &im, err, sizeof(err)), 0);
+	assert_int_equal(im.latency_ns[0], 10000000000ull);
+	assert_int_equal(config_parse_import("d=tcp://a:1,latency=1500ns", &im, err, sizeof(err)),
+	                 0);
+	assert_int_equal(im.latency_ns[0], 1500);
+}
 
 static void test_import_specs(void **state)
 {
@@ -323,6 +384,23 @@ static const struct {
     {"tsn-vlan", "0", 0, NULL},
     {"tsn-vlan", "none", 0, NULL},
     {"tsn-vlan", "4095", -EINVAL, "want none or a VLAN id"},
+    {"ptp4l", "/var/run/ptp4l", 0, NULL},
+    {"ptp4l", "none", 0, NULL},
+    {"ptp4l", "local", 0, NULL},
+    {"ptp4l", "", -EINVAL, "want none, local or a socket path"},
+    {"ptp4l", P108, -EINVAL, "want none, local or a socket path"},
+    {"ptp-domain", "0", 0, NULL},
+    {"ptp-domain", "255", 0, NULL},
+    {"ptp-domain", "256", -EINVAL, "want a PTP domain number"},
+    {"ptp-transport-specific", "auto", 0, NULL},
+    {"ptp-transport-specific", "1", 0, NULL},
+    {"ptp-transport-specific", "16", -EINVAL, "want auto or 0..15"},
+    {"ptp-max-offset", "100us", 0, NULL},
+    {"ptp-max-offset", "1s", 0, NULL},
+    {"ptp-max-offset", "0", -EINVAL, "want a duration from 1ns"},
+    {"ptp-max-offset", "2s", -EINVAL, "want a duration from 1ns"},
+    {"ptp-max-offset", "100", -EINVAL, "want a duration from 1ns"},
+    {"time-trace", "/tmp/t.csv", 0, NULL},
     {"export", "disk0=vhost-user:/s", 0, NULL},
     {"export", "disk0", -EINVAL, "export: disk0: want NAME="},
     {"import", "disk1=tcp://a:1", 0, NULL},
@@ -891,7 +969,8 @@ static void test_usage(void **state)
 	    "--version",
 	    "Keys of FILE's [global] section, as the long options: node listen export import "
 	    "runtime-dir control pool-size max-queue-size max-msg tls-cert tls-key tls-ca tls-pin "
-	    "allow-plaintext tsn-vlan\n",
+	    "allow-plaintext tsn-vlan ptp4l ptp-domain ptp-transport-specific ptp-max-offset "
+	    "time-trace\n",
 	};
 	char *buf = NULL;
 	size_t len = 0;
@@ -917,6 +996,7 @@ int main(void)
 	    cmocka_unit_test(test_security_keys),
 	    cmocka_unit_test(test_finish_security),
 	    cmocka_unit_test(test_import_specs),
+	    cmocka_unit_test(test_import_timing),
 	    cmocka_unit_test(test_set_keys),
 	    cmocka_unit_test(test_set_values),
 	    cmocka_unit_test(test_lists),
