@@ -318,6 +318,8 @@ static uint64_t status_of(unsigned q, const char *what)
 	return status_counter(&w, q, what);
 }
 
+static bool trust_clock; /* setup_timed: ptp4l=local */
+
 static bool held_all(void)
 {
 	return __atomic_load_n(&B->nheld[0], __ATOMIC_ACQUIRE) == FLOOD &&
@@ -348,6 +350,10 @@ static int setup(void **state)
 	assert_int_equal(config_set(&fx->cfg, "runtime-dir", fx->dir, err, sizeof(err)), 0);
 	assert_int_equal(config_set(&fx->cfg, "listen", "tcp://127.0.0.1:0", err, sizeof(err)), 0);
 	assert_int_equal(config_set(&fx->cfg, "export", spec, err, sizeof(err)), 0);
+	if (trust_clock) {
+		assert_int_equal(config_set(&fx->cfg, "ptp4l", "local", err, sizeof(err)), 0);
+	}
+	trust_clock = false; /* for the next test's setup */
 	assert_int_equal(config_finish(&fx->cfg, err, sizeof(err)), 0);
 	fx->loop = vb_loop_new();
 	assert_non_null(fx->loop);
@@ -455,9 +461,91 @@ static void test_flooded_queue_does_not_starve(void **state)
 	assert_int_equal(status_of(1, "inflight"), 0);
 }
 
+/* ---- presentation time ---- */
+
+static int setup_timed(void **state)
+{
+	trust_clock = true;
+	return setup(state);
+}
+
+static void im_timed_request(uint16_t q, uint32_t i, int64_t deadline, uint16_t flags)
+{
+	struct wire_msg m = {.type = WIRE_REQUEST, .chan = 1};
+
+	m.u.request.queue = q;
+	m.u.request.wr_len = 64;
+	m.u.request.id = ((uint64_t)q << 32) | (i + 1);
+	m.u.request.t_capture = (uint64_t)(deadline - 5000000);
+	m.u.request.t_deadline = (uint64_t)deadline;
+	m.u.request.flags = flags;
+	peer_send(&F->im, &m);
+}
+
+/*
+ * The clock trusted (ptp4l=local). A request that arrives after its
+ * deadline with DROP_LATE is never given to the backend: it completes LATE
+ * without data. A request due in 30 ms reaches the backend at its deadline,
+ * not before; one without DROP_LATE that is late goes at once.
+ */
+static void test_presentation_time(void **state)
+{
+	struct wire_msg m;
+	uint8_t copy[256];
+	int64_t now, due;
+	bool got = false;
+
+	pump();
+	im_attach();
+	now = node_time(&F->node);
+	im_timed_request(1, 0, now - 1000000000ll, WIRE_REQ_DROP_LATE);
+	while (!got && peer_recv(&F->im, &m, copy, sizeof(copy), 3000)) {
+		if (m.type == WIRE_COMPLETION) {
+			assert_int_equal(m.u.completion.id, (1ull << 32) | 1);
+			assert_int_equal(m.u.completion.status, WIRE_CPL_LATE);
+			assert_int_equal(m.u.completion.written, 0);
+			got = true;
+		}
+	}
+	assert_true(got);
+	assert_int_equal(__atomic_load_n(&B->nheld[1], __ATOMIC_ACQUIRE), 0);
+
+	due = node_time(&F->node) + 30000000;
+	im_timed_request(0, 0, due, WIRE_REQ_DROP_LATE);
+	while (__atomic_load_n(&B->nheld[0], __ATOMIC_ACQUIRE) == 0) {
+		now = node_time(&F->node);
+		assert_true(now - due < 2000000000ll);
+		pump();
+	}
+	now = node_time(&F->node);
+	if (now < due) {
+		fail_msg("the backend got the request %lld ns before its deadline",
+		         (long long)(due - now));
+	}
+	im_timed_request(0, 1, node_time(&F->node) - 1000000, 0);
+	for (int t = 0; t < 3000 && __atomic_load_n(&B->nheld[0], __ATOMIC_ACQUIRE) < 2; t++) {
+		pump();
+		usleep(1000);
+	}
+	assert_int_equal(__atomic_load_n(&B->nheld[0], __ATOMIC_ACQUIRE), 2);
+	{
+		struct jw w;
+
+		jw_init(&w);
+		export_stats_json(F->node.exports[0], &w);
+		jw_raw(&w, "", 1);
+		assert_false(w.failed);
+		/* Queue 0: 2 timed, 1 held, 1 late; queue 1: 1 late and dropped. */
+		assert_non_null(strstr(w.buf, "\"timed\":2,\"held\":1,\"late\":1,\"dropped\":0"));
+		assert_non_null(strstr(w.buf, "\"timed\":1,\"held\":0,\"late\":1,\"dropped\":1"));
+		jw_free(&w);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_setup_teardown(test_presentation_time, setup_timed, teardown),
 	    cmocka_unit_test_setup_teardown(test_flooded_queue_does_not_starve, setup, teardown),
 	};
 

@@ -78,6 +78,7 @@ struct fx {
 };
 
 static struct fx *F;
+static const char *import_extra = ""; /* options added to the import (setup_timed) */
 
 static void pump(void)
 {
@@ -266,7 +267,12 @@ static int setup(void **state)
 	assert_int_equal(listen(fx->lfd, 1), 0);
 	assert_int_equal(getsockname(fx->lfd, (struct sockaddr *)&sa, &salen), 0);
 	config_defaults(&fx->cfg);
-	snprintf(spec, sizeof(spec), "disk0=tcp://127.0.0.1:%u", ntohs(sa.sin_port));
+	snprintf(spec, sizeof(spec), "disk0=tcp://127.0.0.1:%u%s", ntohs(sa.sin_port),
+	         import_extra);
+	if (*import_extra) {
+		assert_int_equal(config_set(&fx->cfg, "ptp4l", "local", err, sizeof(err)), 0);
+	}
+	import_extra = ""; /* for the next test's setup */
 	assert_int_equal(config_set(&fx->cfg, "node", "ecu-b", err, sizeof(err)), 0);
 	assert_int_equal(config_set(&fx->cfg, "runtime-dir", fx->dir, err, sizeof(err)), 0);
 	assert_int_equal(config_set(&fx->cfg, "import", spec, err, sizeof(err)), 0);
@@ -388,10 +394,145 @@ static void test_flooded_queue_does_not_starve(void **state)
 	assert_int_equal(requests_of(1), 1);
 }
 
+/* ---- presentation time ---- */
+
+static int setup_timed(void **state)
+{
+	import_extra = ",latency=20ms,late=1:drop";
+	return setup(state);
+}
+
+static uint16_t used_idx(unsigned q)
+{
+	return __atomic_load_n((uint16_t *)(F->guest + USED_OFF(q) + 2), __ATOMIC_ACQUIRE);
+}
+
+static uint32_t used_len(unsigned q, unsigned i)
+{
+	return get_le32(F->guest + USED_OFF(q) + 4 + 8 * i + 4);
+}
+
+static void ex_complete(const struct wire_request *r, int64_t t_done, uint8_t fill)
+{
+	struct wire_msg m = {.type = WIRE_COMPLETION, .chan = F->chan};
+	uint8_t data[64];
+
+	memset(data, fill, sizeof(data));
+	m.u.completion.queue = r->queue;
+	m.u.completion.id = r->id;
+	m.u.completion.t_capture = r->t_capture;
+	m.u.completion.t_done = (uint64_t)t_done;
+	m.u.completion.written = sizeof(data);
+	m.u.completion.data = data;
+	peer_send(&F->ex, &m);
+}
+
+static const struct wire_request *find_req(struct wire_request *r, unsigned n, unsigned q,
+                                           uint16_t head)
+{
+	for (unsigned i = 0; i < n; i++) {
+		if (r[i].queue == q && (r[i].id & 0xffff) == head) {
+			return &r[i];
+		}
+	}
+	fail_msg("no request for queue %u head %u", q, head);
+	return NULL;
+}
+
+/*
+ * latency=20ms, queue 1 late=drop, the clock trusted (ptp4l=local). Each
+ * REQUEST carries its capture time and capture + 20 ms (DROP_LATE on queue
+ * 1 only). A completion done now waits in the importer and reaches the used
+ * ring 20 ms after it was done, not before; one done a second ago is late:
+ * delivered at once with its data (queue 0), or dropped (queue 1): used
+ * length 0 and the guest's buffer left as it was. The stats count each.
+ */
+static void test_presentation_time(void **state)
+{
+	struct wire_request req[3];
+	struct wire_msg m;
+	uint8_t copy[3][256];
+	unsigned n = 0;
+	int64_t t0, now;
+	struct jw w;
+
+	pump();
+	ex_attach();
+	fe_start();
+	pump();
+	guest_post(0, 2);
+	guest_post(1, 1);
+	kick(0);
+	kick(1);
+	while (n < 3 && peer_recv(&F->ex, &m, copy[n], sizeof(copy[n]), 3000)) {
+		if (m.type == WIRE_REQUEST) {
+			req[n] = m.u.request;
+			assert_true(req[n].t_capture > 0);
+			assert_int_equal(req[n].t_deadline, req[n].t_capture + 20000000);
+			assert_int_equal(req[n].flags, req[n].queue == 1 ? WIRE_REQ_DROP_LATE : 0);
+			n++;
+		}
+	}
+	assert_int_equal(n, 3);
+
+	/* Late on queue 1 (late=drop): used length 0, nothing written. */
+	memset(F->guest + BUF_OFF, 0x11, 64);
+	now = node_time(&F->node);
+	ex_complete(find_req(req, n, 1, 0), now - 1000000000ll, 0xd1);
+	for (int t = 0; t < 2000 && used_idx(1) == 0; t++) {
+		pump();
+	}
+	assert_int_equal(used_idx(1), 1);
+	assert_int_equal(used_len(1, 0), 0);
+	assert_int_equal(F->guest[BUF_OFF], 0x11);
+
+	/* Late on queue 0 (late=deliver): at once, with its data. */
+	ex_complete(find_req(req, n, 0, 1), now - 1000000000ll, 0xd2);
+	for (int t = 0; t < 2000 && used_idx(0) == 0; t++) {
+		pump();
+	}
+	assert_int_equal(used_idx(0), 1);
+	assert_int_equal(used_len(0, 0), 64);
+	assert_int_equal(F->guest[BUF_OFF], 0xd2);
+
+	/* Done now: held 20 ms, never less. */
+	t0 = node_time(&F->node);
+	ex_complete(find_req(req, n, 0, 0), t0, 0xd3);
+	while (used_idx(0) == 1) {
+		now = node_time(&F->node);
+		assert_true(now - t0 < 2000000000ll);
+		pump();
+	}
+	now = node_time(&F->node);
+	if (now - t0 < 20000000) {
+		fail_msg("released %lld ns after it was done, budget 20 ms", (long long)(now - t0));
+	}
+	assert_int_equal(used_len(0, 1), 64);
+	assert_int_equal(F->guest[BUF_OFF], 0xd3);
+
+	jw_init(&w);
+	import_stats_json(F->node.imports[0], &w);
+	jw_raw(&w, "", 1);
+	assert_false(w.failed);
+	assert_non_null(strstr(w.buf, "\"late\":\"drop\""));
+	{
+		/* Queue 0: 2 timed, 1 held, 1 late; queue 1: 1 timed, 1 late, 1 dropped. */
+		const char *q0 = strstr(w.buf, "\"index\":0");
+		const char *q1 = strstr(w.buf, "\"index\":1");
+
+		assert_non_null(q0);
+		assert_non_null(q1);
+		assert_non_null(strstr(q0, "\"timed\":2,\"held\":1,\"late\":1,\"dropped\":0"));
+		assert_non_null(strstr(q1, "\"timed\":1,\"held\":0,\"late\":1,\"dropped\":1"));
+	}
+	jw_free(&w);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_flooded_queue_does_not_starve, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_presentation_time, setup_timed, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
