@@ -540,6 +540,19 @@ static void test_presentation_time(void **state)
 		assert_non_null(strstr(w.buf, "\"timed\":1,\"held\":0,\"late\":1,\"dropped\":1"));
 		jw_free(&w);
 	}
+	/* A deadline 20 s ahead would hold the queue for nothing: the link ends (the log says why).
+	 */
+	im_timed_request(0, 2, node_time(&F->node) + 20000000000ll, 0);
+	got = false;
+	for (int t = 0; t < 3000 && !got; t++) {
+		if (harness_wait_readable(F->loop, F->im.fd, 1)) {
+			ssize_t n = recv(F->im.fd, F->im.rx, sizeof(F->im.rx), MSG_DONTWAIT);
+
+			got = n == 0;
+		}
+	}
+	assert_true(got);
+	assert_int_equal(__atomic_load_n(&B->nheld[0], __ATOMIC_ACQUIRE), 2);
 }
 
 int main(void)
