@@ -462,7 +462,12 @@ static int xq_timing(struct xq *xq, const struct wire_request *r, bool *timed)
 	}
 	if (!synced && (r->flags & WIRE_REQ_HOLD_UNSYNC)) {
 		xq->tm.timed++;
-		xq->tm.unsync_held++;
+		if (!xq->tm.unsync_held++) {
+			log_warnx(
+			    "export %s: queue %u: holding requests until this node's clock is "
+			    "synchronized (the importer asked: on-unsync=hold)",
+			    xq->s->ex->cfg->name, xq->index);
+		}
 		*timed = true;
 		return XW_SYNC;
 	}

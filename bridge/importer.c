@@ -80,6 +80,7 @@ struct import {
 	struct vb_timer *flush;
 	struct vb_timer *ack_timer;
 	struct vb_timer *release; /* the next held completion is due */
+	int64_t release_at;       /* when it is armed for; INT64_MAX: not armed */
 	bool holding;             /* on-unsync=hold, and the clock is not synchronized */
 	/* the remote device, from ATTACH_OK */
 	uint32_t device_id;
@@ -331,18 +332,10 @@ static void iq_release(struct iq *iq, uint16_t head, int64_t now, enum qtime_ver
 	virtq_push(iq->vq, head, s->written);
 }
 
-/* Arms the release timer for the earliest held completion, if any. */
-static void import_arm_release(struct import *im, int64_t now)
+/* Arms the release timer for time next (INT64_MAX: nothing held, disarm). */
+static void import_arm_release(struct import *im, int64_t next, int64_t now)
 {
-	int64_t next = INT64_MAX;
-
-	for (unsigned q = 0; q < im->num_queues; q++) {
-		const struct iq *iq = &im->q[q];
-
-		for (uint32_t i = 0; i < iq->nheld; i++) {
-			next = VB_MIN(next, iq->slots[iq->held[i]].t_release);
-		}
-	}
+	im->release_at = next;
 	if (next == INT64_MAX) {
 		vb_timer_cancel(im->release);
 		return;
@@ -355,6 +348,7 @@ static void import_release(void *arg)
 {
 	struct import *im = arg;
 	int64_t now = node_time(im->node);
+	int64_t next = INT64_MAX;
 
 	for (unsigned q = 0; q < im->num_queues; q++) {
 		struct iq *iq = &im->q[q];
@@ -366,6 +360,7 @@ static void import_release(void *arg)
 
 			/* Never before its time: a timer that fired early waits again. */
 			if (iq->slots[head].t_release > now) {
+				next = VB_MIN(next, iq->slots[head].t_release);
 				iq->held[keep++] = head;
 				continue;
 			}
@@ -377,7 +372,7 @@ static void import_release(void *arg)
 			vu_dev_notify(im->dev, q);
 		}
 	}
-	import_arm_release(im, now);
+	import_arm_release(im, next, now);
 }
 
 static void import_on_completion(struct import *im, const struct wire_completion *c)
@@ -456,7 +451,9 @@ static void import_on_completion(struct import *im, const struct wire_completion
 		/* In the guest's buffers already; the used ring gets it at d. */
 		s->held = true;
 		iq->held[iq->nheld++] = head;
-		import_arm_release(im, now);
+		if (d < im->release_at) {
+			import_arm_release(im, d, now);
+		}
 		return;
 	}
 	iq_release(iq, head, now, v);
@@ -856,6 +853,7 @@ struct import *import_new(struct node *n, const struct vb_import *cfg)
 	im->flush = vb_timer_new(n->loop, import_flush, im);
 	im->ack_timer = vb_timer_new(n->loop, import_send_ack, im);
 	im->release = vb_timer_new(n->loop, import_release, im);
+	im->release_at = INT64_MAX;
 	im->link = node_link_for(n, cfg->source);
 	im->holding = cfg->on_unsync_hold && !node_synced(n);
 	if (!im->retry || !im->flush || !im->ack_timer || !im->release || !im->link) {
