@@ -164,6 +164,13 @@ main() {
 	echo "ok ECU B, completions to the driver: $n of $reqs traced, $held held, $late late, none early (min release-deadline $minerr ns)"
 	out=$(field b '[e for e in j["imports"] if e["name"]=="disk0"][0]["queues"][0]["completions_timing"]["delivery_error"]["min_ns"]' stats)
 	[[ $out -ge 0 ]] || vb_fail "ECU B stats: delivery error min $out ns"
+	ip netns exec "$VB_NS_B" "$VBCTL" -s "$VB_TMP/b/vbridged.sock" stats >"$VB_TMP/stats-b.txt" ||
+		vb_fail "vbridgectl stats failed"
+	grep -q "queue 0: latency budget 5.000 ms, late deliver" "$VB_TMP/stats-b.txt" &&
+		grep -q "release-deadline  *n $reqs, min" "$VB_TMP/stats-b.txt" &&
+		grep -q "time: synchronized" "$VB_TMP/stats-b.txt" ||
+		vb_fail "vbridgectl stats says: $(cat "$VB_TMP/stats-b.txt")"
+	echo "ok vbridgectl stats: $(grep -m1 'release-deadline' "$VB_TMP/stats-b.txt" | sed 's/^ *//')"
 
 	# 3. latency=1us: late, counted, not lost.
 	bench disk1 --verify --requests 256 --size 4k --depth 4 --seed 2 >"$VB_TMP/v1.log" 2>&1 ||

@@ -526,6 +526,31 @@ static void test_presentation_time(void **state)
 		assert_non_null(strstr(q1, "\"timed\":1,\"held\":0,\"late\":1,\"dropped\":1"));
 	}
 	jw_free(&w);
+
+	/* A completion "done" 20 s from now would sit in the used ring's way: the link ends. */
+	guest_post(0, 3);
+	kick(0);
+	n = 0;
+	while (n == 0 && peer_recv(&F->ex, &m, copy[0], sizeof(copy[0]), 3000)) {
+		if (m.type == WIRE_REQUEST) {
+			req[n++] = m.u.request;
+		}
+	}
+	assert_int_equal(n, 1);
+	ex_complete(&req[0], node_time(&F->node) + 20000000000ll, 0xd4);
+	{
+		bool closed = false;
+
+		for (int t = 0; t < 3000 && !closed; t++) {
+			if (harness_wait_readable(F->loop, F->ex.fd, 1)) {
+				closed =
+				    recv(F->ex.fd, F->ex.rx, sizeof(F->ex.rx), MSG_DONTWAIT) == 0;
+			}
+		}
+		assert_true(closed);
+	}
+	assert_int_equal(used_idx(0), 2);
+	assert_int_equal(F->guest[BUF_OFF], 0xd3);
 }
 
 int main(void)
