@@ -910,6 +910,14 @@ static int set_ptp_max_offset(struct vb_config *c, const char *v, char *err, siz
 	return 0;
 }
 
+static int set_release_spin(struct vb_config *c, const char *v, char *err, size_t errlen)
+{
+	if (parse_duration(v, 1000000, &c->release_spin_ns) < 0) {
+		return errf(err, errlen, "want 0 or a duration up to 1ms (100us)");
+	}
+	return 0;
+}
+
 static int set_time_trace(struct vb_config *c, const char *v, char *err, size_t errlen)
 {
 	return set_file_key(c->time_trace, sizeof(c->time_trace), v, err, errlen);
@@ -967,6 +975,7 @@ enum key_id {
 	K_PTP_TRANSPORT_SPECIFIC,
 	K_PTP_MAX_OFFSET,
 	K_TIME_TRACE,
+	K_RELEASE_SPIN,
 	K_COUNT
 };
 
@@ -1039,6 +1048,10 @@ static const struct config_key keys[K_COUNT] = {
     [K_PTP_MAX_OFFSET] = {"ptp-max-offset", required_argument, 0, set_ptp_max_offset,
                           "largest |master offset| still synchronized (default 100us)", 0, 0,
                           "DURATION"},
+    [K_RELEASE_SPIN] = {"release-spin", required_argument, 0, set_release_spin,
+                        "wake this early and spin to a presentation time: precision for CPU "
+                        "(default 0)",
+                        0, 0, "DURATION"},
     [K_TIME_TRACE] = {"time-trace", required_argument, 0, set_time_trace,
                       "append one CSV line per timed buffer released (tests, benchmarks)", 0, 0,
                       "FILE"},

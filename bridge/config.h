@@ -78,6 +78,7 @@ struct vb_config {
 	int ptp_transport_specific;       /* its transportSpecific; -1 find out */
 	uint64_t ptp_max_offset_ns;       /* |master offset| over this: unsynchronized */
 	char time_trace[VB_PATH_MAX * 2]; /* one line per timed buffer; "" none */
+	uint64_t release_spin_ns;         /* wake this early and spin to a deadline; 0 none */
 };
 
 /* Known virtio device types: name <-> id and config space size. */

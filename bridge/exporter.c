@@ -93,6 +93,7 @@ struct xsess {
 	struct vb_watch *front_w, *backend_w;
 	struct vb_timer *flush;
 	struct vb_timer *release; /* the first held request is due */
+	int64_t release_at;       /* when it is armed for; INT64_MAX: not armed */
 	uint64_t backend_features;
 	uint64_t protocol_features;
 	uint64_t offered; /* device features offered to the importer */
@@ -389,13 +390,8 @@ static void xsess_arm_release(struct xsess *s)
 			next = VB_MIN(next, (int64_t)p->r.t_deadline);
 		}
 	}
-	if (next == INT64_MAX) {
-		vb_timer_cancel(s->release);
-	} else {
-		int64_t now = node_time(s->ex->node);
-
-		vb_timer_arm(s->release, next > now ? (uint64_t)(next - now) : 0);
-	}
+	s->release_at = next;
+	node_arm_at(s->ex->node, s->release, next);
 }
 
 static void xsess_flush(void *arg);
@@ -404,6 +400,7 @@ static void xsess_release(void *arg)
 {
 	struct xsess *s = arg;
 
+	node_time_at(s->ex->node, s->release_at); /* spins to it when it is that close */
 	for (unsigned q = 0; q < s->num_queues; q++) {
 		if (s->q[q].started && s->q[q].pend_head && xq_place_pending(&s->q[q]) < 0) {
 			return;
@@ -1072,6 +1069,7 @@ static struct xsess *xsess_new(struct export *ex, struct link *l, uint32_t chan)
 	}
 	s->flush = vb_timer_new(ex->node->loop, xsess_flush, s);
 	s->release = vb_timer_new(ex->node->loop, xsess_release, s);
+	s->release_at = INT64_MAX;
 	if (!s->flush || !s->release) {
 		vb_timer_free(s->flush);
 		vb_timer_free(s->release);

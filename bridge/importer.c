@@ -333,21 +333,17 @@ static void iq_release(struct iq *iq, uint16_t head, int64_t now, enum qtime_ver
 }
 
 /* Arms the release timer for time next (INT64_MAX: nothing held, disarm). */
-static void import_arm_release(struct import *im, int64_t next, int64_t now)
+static void import_arm_release(struct import *im, int64_t next)
 {
 	im->release_at = next;
-	if (next == INT64_MAX) {
-		vb_timer_cancel(im->release);
-		return;
-	}
-	vb_timer_arm(im->release, next > now ? (uint64_t)(next - now) : 0);
+	node_arm_at(im->node, im->release, next);
 }
 
 /* The release timer: every held completion whose time has come goes to the guest. */
 static void import_release(void *arg)
 {
 	struct import *im = arg;
-	int64_t now = node_time(im->node);
+	int64_t now = node_time_at(im->node, im->release_at);
 	int64_t next = INT64_MAX;
 
 	for (unsigned q = 0; q < im->num_queues; q++) {
@@ -372,7 +368,7 @@ static void import_release(void *arg)
 			vu_dev_notify(im->dev, q);
 		}
 	}
-	import_arm_release(im, next, now);
+	import_arm_release(im, next);
 }
 
 static void import_on_completion(struct import *im, const struct wire_completion *c)
@@ -452,7 +448,7 @@ static void import_on_completion(struct import *im, const struct wire_completion
 		s->held = true;
 		iq->held[iq->nheld++] = head;
 		if (d < im->release_at) {
-			import_arm_release(im, d, now);
+			import_arm_release(im, d);
 		}
 		return;
 	}

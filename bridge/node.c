@@ -143,6 +143,29 @@ bool node_synced(const struct node *n)
 	return ptp_state(n->ptp) == PTP_SYNC;
 }
 
+void node_arm_at(const struct node *n, struct vb_timer *t, int64_t at)
+{
+	int64_t wake;
+
+	if (at == INT64_MAX) {
+		vb_timer_cancel(t);
+		return;
+	}
+	wake = at - (int64_t)n->cfg->release_spin_ns - node_time(n);
+	vb_timer_arm(t, wake > 0 ? (uint64_t)wake : 0);
+}
+
+int64_t node_time_at(const struct node *n, int64_t at)
+{
+	int64_t now = node_time(n);
+
+	if (at != INT64_MAX && at > now && at - now <= (int64_t)n->cfg->release_spin_ns) {
+		while ((now = node_time(n)) < at) {
+		}
+	}
+	return now;
+}
+
 static void node_on_time(void *arg, enum ptp_sync state)
 {
 	struct node *n = arg;

@@ -14,6 +14,7 @@
 #include "transport/transport.h"
 
 struct vb_loop;
+struct vb_timer;
 struct link;
 struct import;
 struct export;
@@ -55,6 +56,14 @@ void node_status_json(struct node *n, struct jw *w);
 /* Now in the common time base (ns), and whether it agrees with the grandmaster. */
 int64_t node_time(const struct node *n);
 bool node_synced(const struct node *n);
+/*
+ * Release timers (presentation time): arm t to fire at common time at
+ * (INT64_MAX: cancel), release-spin early; in its callback,
+ * node_time_at() is the time now, after spinning up to at when at is that
+ * close (never past it on the timer's account).
+ */
+void node_arm_at(const struct node *n, struct vb_timer *t, int64_t at);
+int64_t node_time_at(const struct node *n, int64_t at);
 /* The control socket's "stats": per-queue timing of every import and export. */
 void node_stats_json(struct node *n, struct jw *w);
 /* SIGHUP: reload what can be reloaded (TLS certificate, key, CA). 0 or -errno, logged. */

@@ -14,7 +14,7 @@
 # completions released to the driver on ECU B. Reported per run: buffers,
 # p50/p99/max of the error (us) and how many were late.
 #
-# Usage (root): bash tests/e2e/bench_time.sh   [BENCH_SECONDS=5]
+# Usage (root): bash tests/e2e/bench_time.sh   [BENCH_SECONDS=5] [BENCH_SPIN=0|200us]
 set -uo pipefail
 # shellcheck source=tests/e2e/lib.sh
 source "$(dirname "$0")/lib.sh"
@@ -23,6 +23,7 @@ VBRIDGED=$VB_BUILD/vbridged
 VBCTL=$VB_BUILD/tools/vbridgectl
 VBLK=$VB_BUILD/tools/vblk-bench
 SECS=${BENCH_SECONDS:-5}
+SPIN=${BENCH_SPIN:-0} # --release-spin of both daemons
 
 # now SIDE: the daemon's common time, ns.
 now() {
@@ -64,12 +65,13 @@ main() {
 	vb_log_add "$VB_TMP/a.log"
 	vb_run_in "$VB_NS_A" "$VBRIDGED" -d --node ecu-a --ptp4l "$(vb_ptp_sock a)" \
 		--listen "tsn://$VB_IF_A" --time-trace "$VB_TMP/trace-a.csv" "${exports[@]}" \
+		--release-spin "$SPIN" \
 		--runtime-dir "$VB_TMP/a" >"$VB_TMP/a.log" 2>&1
 	a_pid=$VB_LAST_PID
 	vb_wait_for_socket "$VB_TMP/a/vbridged.sock" 10 "$a_pid" || vb_fail "ECU A"
 	vb_log_add "$VB_TMP/b.log"
 	vb_run_in "$VB_NS_B" "$VBRIDGED" -d --node ecu-b --ptp4l "$(vb_ptp_sock b)" \
-		--time-trace "$VB_TMP/trace-b.csv" "${imports[@]}" \
+		--time-trace "$VB_TMP/trace-b.csv" "${imports[@]}" --release-spin "$SPIN" \
 		--runtime-dir "$VB_TMP/b" >"$VB_TMP/b.log" 2>&1
 	b_pid=$VB_LAST_PID
 	for disk in "${disks[@]}"; do

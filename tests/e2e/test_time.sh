@@ -9,7 +9,8 @@
 #      its deadline or after, never before: checked line by line in both
 #      daemons' --time-trace, against the stats, and independently from the
 #      driver's side (a QD1 round trip holds two 5 ms budgets, so it cannot
-#      take less than 10 ms).
+#      take less than 10 ms). ECU A releases on its timer alone, ECU B wakes
+#      200 us early and spins to the deadline (--release-spin).
 #   3. disk1 is imported with latency=1us, less than any one-way trip: its
 #      buffers are late, counted as late on both sides, and none is lost
 #      (the driver verifies every block; completions equal requests).
@@ -120,7 +121,7 @@ main() {
 	vb_wait_for_socket "$VB_TMP/a/vbridged.sock" 10 "$a_pid" || vb_fail "ECU A did not start"
 	vb_log_add "$VB_TMP/b.log"
 	vb_run_in "$VB_NS_B" "$VBRIDGED" -d --node ecu-b --ptp4l "$(vb_ptp_sock b)" \
-		--time-trace "$VB_TMP/trace-b.csv" \
+		--time-trace "$VB_TMP/trace-b.csv" --release-spin 200us \
 		--import "disk0=tsn://$VB_IF_B/$VB_MAC_A,class=audio,latency=5ms,on-unsync=hold" \
 		--import "disk1=tsn://$VB_IF_B/$VB_MAC_A,latency=1us" \
 		--runtime-dir "$VB_TMP/b" >"$VB_TMP/b.log" 2>&1

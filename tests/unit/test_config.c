@@ -401,6 +401,9 @@ static const struct {
     {"ptp-max-offset", "2s", -EINVAL, "want a duration from 1ns"},
     {"ptp-max-offset", "100", -EINVAL, "want a duration from 1ns"},
     {"time-trace", "/tmp/t.csv", 0, NULL},
+    {"release-spin", "0", 0, NULL},
+    {"release-spin", "150us", 0, NULL},
+    {"release-spin", "2ms", -EINVAL, "want 0 or a duration up to 1ms"},
     {"export", "disk0=vhost-user:/s", 0, NULL},
     {"export", "disk0", -EINVAL, "export: disk0: want NAME="},
     {"import", "disk1=tcp://a:1", 0, NULL},
@@ -970,7 +973,7 @@ static void test_usage(void **state)
 	    "Keys of FILE's [global] section, as the long options: node listen export import "
 	    "runtime-dir control pool-size max-queue-size max-msg tls-cert tls-key tls-ca tls-pin "
 	    "allow-plaintext tsn-vlan ptp4l ptp-domain ptp-transport-specific ptp-max-offset "
-	    "time-trace\n",
+	    "time-trace release-spin\n",
 	};
 	char *buf = NULL;
 	size_t len = 0;
