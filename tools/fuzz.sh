@@ -13,7 +13,9 @@
 set -euo pipefail
 SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BUILD=${BUILD_DIR:-$SRC/build-fuzz}
-ALL=(fuzz_vu_stream fuzz_vu_front fuzz_virtq_dev fuzz_virtq_drv fuzz_wire fuzz_config fuzz_tls fuzz_avtp fuzz_qdisc)
+# Every target of tests/fuzz/CMakeLists.txt's VB_FUZZ_TARGETS (one list, there).
+mapfile -t ALL < <(sed -n '/^set(VB_FUZZ_TARGETS/,/)/p' "$SRC/tests/fuzz/CMakeLists.txt" |
+	tr -d '()' | tr ' ' '\n' | grep '^fuzz_')
 
 secs=60
 if [[ $# -gt 0 && $1 =~ ^[0-9]+$ ]]; then
