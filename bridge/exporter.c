@@ -45,9 +45,10 @@
 struct xreq {
 	uint64_t id;
 	uint64_t t_capture;
+	int64_t t_deadline;
 	int64_t rd_off, wr_off;
 	uint32_t rd_len, wr_len;
-	struct xreq *next_free;
+	struct xreq *next_free; /* on the free list, or the next held one */
 };
 
 /* Why a pending request waits, besides room in the pool or ring. */
@@ -78,6 +79,9 @@ struct xq {
 	struct xreq *reqs;
 	struct xreq *free_reqs;
 	struct xpend *pend_head, **pend_tail;
+	/* Requests staged in the pool, waiting for their deadline, in arrival order. */
+	struct xreq *held_head, **held_tail;
+	uint32_t nheld;
 	uint32_t inflight, npend;
 	bool kick_pending;
 	bool blocked;    /* used entries may be left: the link was full or the budget spent */
@@ -231,57 +235,112 @@ static const char *const xwait_verdicts[] = {
 };
 
 /* A request with an honoured deadline goes to the device now: how far off was it? */
-static void xq_released(struct xq *xq, const struct wire_request *r, enum xwait why)
+static void xq_released(struct xq *xq, uint64_t id, uint64_t t_capture, int64_t d, enum xwait why)
 {
 	struct xsess *s = xq->s;
 	int64_t now = node_time(s->ex->node);
-	int64_t d = (int64_t)r->t_deadline;
 
 	qtime_released(&xq->tm, now, d, why != XW_ROOM);
-	qtime_trace(s->ex->node->trace, "export", s->ex->cfg->name, xq->index, r->id,
-	            (int64_t)r->t_capture, d, now,
+	qtime_trace(s->ex->node->trace, "export", s->ex->cfg->name, xq->index, id,
+	            (int64_t)t_capture, d, now,
 	            why == XW_ROOM && now > d ? "late" : xwait_verdicts[why]);
 }
 
-/* Places a request into the pool and ring. 1 placed, 0 no room now. */
-static int xq_place(struct xq *xq, const struct wire_request *r, const uint8_t *data)
+/*
+ * Copies a request into the pool and takes a slot for it (counted in
+ * flight: it holds pool and slot until it completes). NULL: no room now.
+ */
+static struct xreq *xq_stage(struct xq *xq, const struct wire_request *r, const uint8_t *data)
 {
 	struct xsess *s = xq->s;
-	struct virtq_buf bufs[2];
-	unsigned nrd = 0, nwr = 0;
 	struct xreq *x = xq->free_reqs;
 	int64_t rd = -1, wr = -1;
 
+	if (!x) {
+		return NULL;
+	}
 	if (r->rd_len && (rd = pool_alloc(&s->pool, r->rd_len)) < 0) {
-		return 0;
+		return NULL;
 	}
 	if (r->wr_len && (wr = pool_alloc(&s->pool, r->wr_len)) < 0) {
 		pool_free(&s->pool, rd, r->rd_len);
-		return 0;
+		return NULL;
 	}
 	if (rd >= 0) {
 		memcpy(s->mem + s->pool_off + rd, data, r->rd_len);
-		bufs[nrd++] = (struct virtq_buf){s->pool_off + (uint64_t)rd, r->rd_len};
-	}
-	if (wr >= 0) {
-		bufs[nrd + nwr++] = (struct virtq_buf){s->pool_off + (uint64_t)wr, r->wr_len};
-	}
-	if (virtq_drv_add(&xq->vq, bufs, nrd, nwr, x) < 0) {
-		pool_free(&s->pool, rd, r->rd_len);
-		pool_free(&s->pool, wr, r->wr_len);
-		return 0;
 	}
 	xq->free_reqs = x->next_free;
 	*x = (struct xreq){.id = r->id,
 	                   .t_capture = r->t_capture,
+	                   .t_deadline = (int64_t)r->t_deadline,
 	                   .rd_off = rd,
 	                   .wr_off = wr,
 	                   .rd_len = r->rd_len,
 	                   .wr_len = r->wr_len};
 	xq->inflight++;
+	return x;
+}
+
+static void xq_unstage(struct xq *xq, struct xreq *x)
+{
+	pool_free(&xq->s->pool, x->rd_off, x->rd_len);
+	pool_free(&xq->s->pool, x->wr_off, x->wr_len);
+	x->next_free = xq->free_reqs;
+	xq->free_reqs = x;
+	xq->inflight--;
+}
+
+/* Gives a staged request to the backend. 1, or 0 when the ring has no room now. */
+static int xq_publish(struct xq *xq, struct xreq *x)
+{
+	struct xsess *s = xq->s;
+	struct virtq_buf bufs[2];
+	unsigned nrd = 0, nwr = 0;
+
+	if (x->rd_off >= 0) {
+		bufs[nrd++] = (struct virtq_buf){s->pool_off + (uint64_t)x->rd_off, x->rd_len};
+	}
+	if (x->wr_off >= 0) {
+		bufs[nrd + nwr++] =
+		    (struct virtq_buf){s->pool_off + (uint64_t)x->wr_off, x->wr_len};
+	}
+	if (virtq_drv_add(&xq->vq, bufs, nrd, nwr, x) < 0) {
+		return 0;
+	}
 	xq->kick_pending = true;
 	vb_timer_arm(s->flush, 0);
 	return 1;
+}
+
+/* Places a request into the pool and ring. 1 placed, 0 no room now. */
+static int xq_place(struct xq *xq, const struct wire_request *r, const uint8_t *data)
+{
+	struct xreq *x = xq_stage(xq, r, data);
+
+	if (!x) {
+		return 0;
+	}
+	if (!xq_publish(xq, x)) {
+		xq_unstage(xq, x);
+		return 0;
+	}
+	return 1;
+}
+
+/* Publishes the staged requests whose deadline has come, in order. */
+static void xq_release_held(struct xq *xq)
+{
+	int64_t now = xq->held_head ? node_time(xq->s->ex->node) : 0;
+	struct xreq *x;
+
+	while ((x = xq->held_head) && x->t_deadline <= now && xq_publish(xq, x)) {
+		xq->held_head = x->next_free;
+		if (!xq->held_head) {
+			xq->held_tail = &xq->held_head;
+		}
+		xq->nheld--;
+		xq_released(xq, x->id, x->t_capture, x->t_deadline, XW_DEADLINE);
+	}
 }
 
 static void xsess_update_rx_pause(struct xsess *s)
@@ -356,6 +415,11 @@ static int xq_place_pending(struct xq *xq)
 	struct xpend *p;
 	int due;
 
+	/* The staged ones arrived first: nothing pending goes before them. */
+	xq_release_held(xq);
+	if (xq->held_head) {
+		return 0;
+	}
 	while ((p = xq->pend_head) && (due = xq_due(xq, p, now)) != 0) {
 		if (due < 0) {
 			if (xq_send_late(xq, &p->r) < 0) {
@@ -364,7 +428,7 @@ static int xq_place_pending(struct xq *xq)
 		} else if (!xq_place(xq, &p->r, p->data)) {
 			break;
 		} else if (p->timed) {
-			xq_released(xq, &p->r, p->wait);
+			xq_released(xq, p->r.id, p->r.t_capture, (int64_t)p->r.t_deadline, p->wait);
 		}
 		xq->pend_head = p->next;
 		if (!xq->pend_head) {
@@ -384,9 +448,12 @@ static void xsess_arm_release(struct xsess *s)
 	int64_t next = INT64_MAX;
 
 	for (unsigned q = 0; q < s->num_queues; q++) {
-		const struct xpend *p = s->q[q].started ? s->q[q].pend_head : NULL;
+		const struct xq *xq = &s->q[q];
+		const struct xpend *p = xq->started ? xq->pend_head : NULL;
 
-		if (p && p->wait == XW_DEADLINE) {
+		if (xq->started && xq->held_head) {
+			next = VB_MIN(next, xq->held_head->t_deadline);
+		} else if (p && p->wait == XW_DEADLINE) {
 			next = VB_MIN(next, (int64_t)p->r.t_deadline);
 		}
 	}
@@ -402,7 +469,8 @@ static void xsess_release(void *arg)
 
 	node_time_at(s->ex->node, s->release_at); /* spins to it when it is that close */
 	for (unsigned q = 0; q < s->num_queues; q++) {
-		if (s->q[q].started && s->q[q].pend_head && xq_place_pending(&s->q[q]) < 0) {
+		if (s->q[q].started && (s->q[q].pend_head || s->q[q].held_head) &&
+		    xq_place_pending(&s->q[q]) < 0) {
 			return;
 		}
 	}
@@ -514,11 +582,24 @@ static void xsess_on_request(struct xsess *s, const struct wire_request *r)
 	if (wait < 0) {
 		return;
 	}
-	if (wait == XW_ROOM && !xq->pend_head && xq_place(xq, r, r->data)) {
+	if (wait == XW_ROOM && !xq->pend_head && !xq->held_head && xq_place(xq, r, r->data)) {
 		if (timed) {
-			xq_released(xq, r, XW_ROOM);
+			xq_released(xq, r->id, r->t_capture, (int64_t)r->t_deadline, XW_ROOM);
 		}
 		return;
+	}
+	/* Early: staged in the pool now (no copy aside), published at its deadline. */
+	if (wait == XW_DEADLINE && !xq->pend_head) {
+		struct xreq *x = xq_stage(xq, r, r->data);
+
+		if (x) {
+			x->next_free = NULL;
+			*xq->held_tail = x;
+			xq->held_tail = &x->next_free;
+			xq->nheld++;
+			xsess_arm_release(s);
+			return;
+		}
 	}
 	if (xq_defer(xq, r, (enum xwait)wait, timed) < 0) {
 		xsess_fail(s, "out of memory");
@@ -667,7 +748,10 @@ static void xq_stop(struct xq *xq, bool tell_backend)
 	 * The backend may still write into buffers of requests it had taken:
 	 * their pool runs are not reused until the session ends.
 	 */
-	s->orphaned += xq->inflight;
+	s->orphaned += xq->inflight; /* staged ones too: their slots go with xq->reqs */
+	xq->held_head = NULL;
+	xq->held_tail = &xq->held_head;
+	xq->nheld = 0;
 	xq_drop_pending(xq);
 	xsess_update_rx_pause(s);
 	vb_watch_free(xq->call_w);
@@ -1065,6 +1149,7 @@ static struct xsess *xsess_new(struct export *ex, struct link *l, uint32_t chan)
 		s->q[q].index = q;
 		s->q[q].kick_fd = s->q[q].call_fd = -1;
 		s->q[q].pend_tail = &s->q[q].pend_head;
+		s->q[q].held_tail = &s->q[q].held_head;
 		qtime_init(&s->q[q].tm);
 	}
 	s->flush = vb_timer_new(ex->node->loop, xsess_flush, s);
@@ -1259,7 +1344,7 @@ void export_stats_json(const struct export *ex, struct jw *w)
 	jw_arr_begin(w, "queues");
 	for (unsigned q = 0; s && q < s->num_queues; q++) {
 		const struct xq *xq = &s->q[q];
-		uint32_t held = 0;
+		uint32_t held = xq->nheld;
 
 		for (const struct xpend *p = xq->pend_head; p; p = p->next) {
 			held += p->wait != XW_ROOM;
