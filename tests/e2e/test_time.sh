@@ -141,6 +141,12 @@ main() {
 	echo "ok synchronized: A is grandmaster $gm; B is its slave ($out ns offset, ${t} s after its port)"
 	grep -q "time: synchronized to grandmaster $gm" "$VB_TMP/b.log" ||
 		vb_fail "ECU B did not log the change"
+	out=$(ip netns exec "$VB_NS_B" "$VBCTL" -s "$VB_TMP/b/vbridged.sock" status) ||
+		vb_fail "vbridgectl status failed"
+	grep -q "^time: synchronized (slave of grandmaster $gm" <<<"$out" &&
+		grep -q "port SLAVE, grandmaster $gm, master offset" <<<"$out" ||
+		vb_fail "vbridgectl status says: $(head -n 4 <<<"$out")"
+	echo "ok vbridgectl status: $(grep -m1 '^time:' <<<"$out")"
 
 	# 2. latency=5ms: at the deadline, never before.
 	bench disk0 --verify --requests 256 --size 4k --depth 4 --seed 1 >"$VB_TMP/v0.log" 2>&1 ||
