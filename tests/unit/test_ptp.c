@@ -166,24 +166,6 @@ struct fake {
 	unsigned gets;
 };
 
-static void put_be16(uint8_t *p, uint16_t v)
-{
-	p[0] = (uint8_t)(v >> 8);
-	p[1] = (uint8_t)v;
-}
-
-static void put_be32(uint8_t *p, uint32_t v)
-{
-	put_be16(p, (uint16_t)(v >> 16));
-	put_be16(p + 2, (uint16_t)v);
-}
-
-static void put_be64(uint8_t *p, uint64_t v)
-{
-	put_be32(p, (uint32_t)(v >> 32));
-	put_be32(p + 4, (uint32_t)v);
-}
-
 /* A RESPONSE to the GET in req: its header and management block, our TLV data. */
 static size_t fake_response(uint8_t *out, const uint8_t *req, uint16_t id, const uint8_t *data,
                             size_t len)

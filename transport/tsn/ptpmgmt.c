@@ -50,27 +50,6 @@
 #define MGMT_ID_LEN         2 /* managementId, first in a management TLV's value */
 #define ERR_FIXED_LEN       8 /* managementErrorId, managementId, reserved[4] */
 
-static inline uint16_t get_be16(const uint8_t *p)
-{
-	return (uint16_t)(p[0] << 8 | p[1]);
-}
-
-static inline uint32_t get_be32(const uint8_t *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
-static inline uint64_t get_be64(const uint8_t *p)
-{
-	return (uint64_t)get_be32(p) << 32 | get_be32(p + 4);
-}
-
-static inline void put_be16(uint8_t *p, uint16_t v)
-{
-	p[0] = (uint8_t)(v >> 8);
-	p[1] = (uint8_t)v;
-}
-
 static void get_port_id(const uint8_t *p, struct ptpm_port_id *id)
 {
 	memcpy(id->clock, p, sizeof(id->clock));
