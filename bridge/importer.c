@@ -911,28 +911,34 @@ void import_time_changed(struct import *im)
 	}
 }
 
-static const char *late_policy(const struct import *im, unsigned q)
+/* The timing fields status and stats share: of the import, and of queue q. */
+static void import_time_json(const struct import *im, struct jw *w)
 {
-	return im->cfg->late_drop & (1ull << q) ? "drop" : "deliver";
+	jw_str(w, "on_unsync", im->cfg->on_unsync_hold ? "hold" : "deliver");
+	jw_bool(w, "holding", im->holding);
+}
+
+static void iq_time_json(const struct import *im, unsigned q, struct jw *w)
+{
+	jw_u64(w, "latency_budget_ns", im->cfg->latency_ns[q]);
+	jw_str(w, "late", im->cfg->late_drop & (1ull << q) ? "drop" : "deliver");
+	jw_u64(w, "held_now", im->q[q].nheld);
 }
 
 void import_stats_json(const struct import *im, struct jw *w)
 {
 	jw_obj_begin(w, NULL);
 	jw_str(w, "name", im->cfg->name);
-	jw_str(w, "on_unsync", im->cfg->on_unsync_hold ? "hold" : "deliver");
-	jw_bool(w, "holding", im->holding);
+	import_time_json(im, w);
 	jw_arr_begin(w, "queues");
 	for (unsigned q = 0; q < im->num_queues; q++) {
 		const struct iq *iq = &im->q[q];
 
 		jw_obj_begin(w, NULL);
 		jw_u64(w, "index", q);
-		jw_u64(w, "latency_budget_ns", im->cfg->latency_ns[q]);
-		jw_str(w, "late", late_policy(im, q));
+		iq_time_json(im, q, w);
 		jw_u64(w, "requests", iq->requests);
 		jw_u64(w, "completions", iq->completions);
-		jw_u64(w, "held_now", iq->nheld);
 		if (iq->tm) {
 			qtime_json(iq->tm, w, "completions_timing");
 		}
@@ -959,8 +965,7 @@ void import_status_json(const struct import *im, struct jw *w)
 	jw_bool(w, "vmm_connected", im->dev && vu_dev_connected(im->dev));
 	jw_u64(w, "attaches", im->attaches);
 	jw_str(w, "last_error", im->last_error);
-	jw_str(w, "on_unsync", im->cfg->on_unsync_hold ? "hold" : "deliver");
-	jw_bool(w, "holding", im->holding);
+	import_time_json(im, w);
 	jw_arr_begin(w, "queues");
 	for (unsigned q = 0; q < im->num_queues; q++) {
 		const struct iq *iq = &im->q[q];
@@ -975,9 +980,7 @@ void import_status_json(const struct import *im, struct jw *w)
 		jw_u64(w, "bytes_out", iq->bytes_out);
 		jw_u64(w, "bytes_in", iq->bytes_in);
 		jw_u64(w, "abandoned", iq->abandoned);
-		jw_u64(w, "latency_budget_ns", im->cfg->latency_ns[q]);
-		jw_str(w, "late", late_policy(im, q));
-		jw_u64(w, "held_now", iq->nheld);
+		iq_time_json(im, q, w);
 		jw_obj_end(w);
 	}
 	jw_arr_end(w);
