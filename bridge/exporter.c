@@ -290,6 +290,28 @@ static void xq_unstage(struct xq *xq, struct xreq *x)
 	xq->inflight--;
 }
 
+/* Sends a COMPLETION of request id, done now, with the len bytes at data. */
+static int xq_send_cpl(struct xq *xq, uint64_t id, uint64_t t_capture, uint16_t status,
+                       uint8_t *data, uint32_t len)
+{
+	struct xsess *s = xq->s;
+	uint8_t hdr[WIRE_CPL_HDR_LEN];
+	struct iovec iov[2] = {{hdr, sizeof(hdr)}, {data, len}};
+	struct wire_completion c = {
+	    .queue = (uint16_t)xq->index,
+	    .status = status,
+	    .id = id,
+	    .t_capture = t_capture,
+	    .t_done = (uint64_t)node_time(s->ex->node),
+	    .written = len,
+	};
+
+	wire_encode_completion_hdr(hdr, s->chan, &c);
+	xq->completions++;
+	xq->bytes_out += len;
+	return link_sendv(s->link, iov, len ? 2 : 1);
+}
+
 /* Gives a staged request to the backend. 1, or 0 when the ring has no room now. */
 static int xq_publish(struct xq *xq, struct xreq *x)
 {
@@ -482,21 +504,11 @@ static void xsess_release(void *arg)
 static int xq_send_late(struct xq *xq, const struct wire_request *r)
 {
 	struct xsess *s = xq->s;
-	uint8_t hdr[WIRE_CPL_HDR_LEN];
-	struct iovec iov = {hdr, sizeof(hdr)};
-	struct wire_completion c = {
-	    .queue = (uint16_t)xq->index,
-	    .status = WIRE_CPL_LATE,
-	    .id = r->id,
-	    .t_capture = r->t_capture,
-	    .t_done = (uint64_t)node_time(s->ex->node),
-	};
 
-	wire_encode_completion_hdr(hdr, s->chan, &c);
 	qtime_trace(s->ex->node->trace, "export", s->ex->cfg->name, xq->index, r->id,
-	            (int64_t)r->t_capture, (int64_t)r->t_deadline, (int64_t)c.t_done, "dropped");
-	xq->completions++;
-	if (link_sendv(s->link, &iov, 1) < 0) {
+	            (int64_t)r->t_capture, (int64_t)r->t_deadline, node_time(s->ex->node),
+	            "dropped");
+	if (xq_send_cpl(xq, r->id, r->t_capture, WIRE_CPL_LATE, NULL, 0) < 0) {
 		xsess_fail(s, "cannot send completion");
 		return -1;
 	}
@@ -612,30 +624,10 @@ static void xsess_on_request(struct xsess *s, const struct wire_request *r)
 
 static int xq_complete(struct xq *xq, struct xreq *x, uint32_t len)
 {
-	struct xsess *s = xq->s;
-	uint8_t hdr[WIRE_CPL_HDR_LEN];
-	struct iovec iov[2];
-	struct wire_completion c = {
-	    .queue = (uint16_t)xq->index,
-	    .status = WIRE_CPL_OK,
-	    .id = x->id,
-	    .t_capture = x->t_capture,
-	    .t_done = (uint64_t)node_time(s->ex->node),
-	    .written = len,
-	};
-	int rc;
+	uint8_t *data = len ? xq->s->mem + xq->s->pool_off + x->wr_off : NULL;
+	int rc = xq_send_cpl(xq, x->id, x->t_capture, WIRE_CPL_OK, data, len);
 
-	wire_encode_completion_hdr(hdr, s->chan, &c);
-	iov[0] = (struct iovec){hdr, sizeof(hdr)};
-	iov[1] = (struct iovec){len ? s->mem + s->pool_off + x->wr_off : NULL, len};
-	rc = link_sendv(s->link, iov, len ? 2 : 1);
-	pool_free(&s->pool, x->rd_off, x->rd_len);
-	pool_free(&s->pool, x->wr_off, x->wr_len);
-	x->next_free = xq->free_reqs;
-	xq->free_reqs = x;
-	xq->inflight--;
-	xq->completions++;
-	xq->bytes_out += len;
+	xq_unstage(xq, x);
 	return rc;
 }
 
