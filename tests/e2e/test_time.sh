@@ -95,6 +95,18 @@ print(n, held, late, dropped, min_err if min_err is not None else 0)
 EOF
 }
 
+# traced SIDE TRACE-SIDE STATS-LIST COUNTER WHAT: ECU SIDE's trace of disk0
+# holds one line per COUNTER of its stats, some held, none dropped, none early.
+traced() {
+	local reqs n held late dropped minerr
+	reqs=$(field "$1" "[e for e in j[\"$3\"] if e[\"name\"]==\"disk0\"][0][\"queues\"][0][\"$4\"]" stats)
+	read -r n held late dropped minerr < <(check_trace "$VB_TMP/trace-$1.csv" "$2" disk0) ||
+		vb_fail "ECU ${1^^} trace"
+	[[ $n -eq $reqs && $dropped -eq 0 && $held -gt 0 ]] ||
+		vb_fail "ECU ${1^^} disk0: $n traced ($held held, $late late, $dropped dropped), $reqs $4"
+	echo "ok ECU ${1^^}, $5: $n of $reqs traced, $held held, $late late, none early (min release-deadline $minerr ns)"
+}
+
 main() {
 	local a_pid b_pid gm t out n held late dropped minerr qd1 reqs
 	vb_need_root
@@ -157,18 +169,9 @@ main() {
 	awk -v q="$qd1" 'BEGIN { exit !(q >= 10000) }' ||
 		vb_fail "disk0 QD1 round trip ${qd1} us: under two 5 ms budgets, something was released early"
 	echo "ok disk0 latency=5ms: shortest QD1 round trip seen by the driver $qd1 us (two budgets: >= 10000)"
-	reqs=$(field a '[e for e in j["exports"] if e["name"]=="disk0"][0]["queues"][0]["requests"]' stats)
-	read -r n held late dropped minerr < <(check_trace "$VB_TMP/trace-a.csv" export disk0) ||
-		vb_fail "ECU A trace"
-	[[ $n -eq $reqs && $dropped -eq 0 && $held -gt 0 ]] ||
-		vb_fail "ECU A disk0: $n traced ($held held, $late late, $dropped dropped), $reqs requests"
-	echo "ok ECU A, requests to the device: $n of $reqs traced, $held held, $late late, none early (min release-deadline $minerr ns)"
+	traced a export exports requests "requests to the device"
+	traced b import imports completions "completions to the driver"
 	reqs=$(field b '[e for e in j["imports"] if e["name"]=="disk0"][0]["queues"][0]["completions"]' stats)
-	read -r n held late dropped minerr < <(check_trace "$VB_TMP/trace-b.csv" import disk0) ||
-		vb_fail "ECU B trace"
-	[[ $n -eq $reqs && $dropped -eq 0 && $held -gt 0 ]] ||
-		vb_fail "ECU B disk0: $n traced ($held held, $late late, $dropped dropped), $reqs completions"
-	echo "ok ECU B, completions to the driver: $n of $reqs traced, $held held, $late late, none early (min release-deadline $minerr ns)"
 	out=$(field b '[e for e in j["imports"] if e["name"]=="disk0"][0]["queues"][0]["completions_timing"]["delivery_error"]["min_ns"]' stats)
 	[[ $out -ge 0 ]] || vb_fail "ECU B stats: delivery error min $out ns"
 	ip netns exec "$VB_NS_B" "$VBCTL" -s "$VB_TMP/b/vbridged.sock" stats >"$VB_TMP/stats-b.txt" ||
